@@ -1,0 +1,34 @@
+# Two-command quickstart: `make demo` and `make test` (both install first).
+# Uses the active virtual environment if there is one, else creates .venv.
+SHELL := /bin/bash
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := .venv
+endif
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.facebias-installed
+WORKDIR ?= workdirs/demo
+PYTEST_WORKERS ?= 2
+
+.PHONY: install demo test bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m experiments.demo --workdir=$(WORKDIR)
+
+test: install
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist=loadfile -q
+
+bench: install
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf workdirs .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: one script per measured thing, each writing JSON to benchmarks/results/."""

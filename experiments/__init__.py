@@ -1,0 +1,1 @@
+"""Experiment entry points: thin absl scripts that parse flags and call the library."""

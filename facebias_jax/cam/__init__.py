@@ -1,0 +1,1 @@
+"""Class Activation Maps and the Grad-CAM family as pure functions, rendering, faithfulness."""

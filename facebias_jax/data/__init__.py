@@ -1,0 +1,1 @@
+"""Data: synthetic biased-faces benchmark, TFDS builders, grain pipelines, groups, samplers."""

@@ -1,0 +1,1 @@
+"""TFDS builders, one sub-package per dataset."""

@@ -1,0 +1,1 @@
+"""Demo: face detection and the live webcam / video CAM demo."""

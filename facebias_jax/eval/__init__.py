@@ -1,0 +1,1 @@
+"""Evaluation: per-group metrics with confidence intervals, detection protocol, reports."""

@@ -1,0 +1,103 @@
+"""Small image utilities shared by every layer: grids of labelled tiles and saving.
+
+Kept outside ``data``/``cam`` so dataset analysis, CAM export and reports can all
+draw grids without importing each other (data flows one way, DESIGN.md).
+Images are RGB ``uint8`` arrays ``[H, W, 3]`` everywhere in the library; OpenCV's
+BGR order is confined to this module and the demo.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+
+def tile_grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] | None = None,
+              *, ncols: int | None = None, pad: int = 2, scale: int = 1,
+              background: int = 255) -> np.ndarray:
+  """Tiles equally sized RGB images into one grid, each with an optional caption.
+
+  Args:
+    images: ``[N, H, W, 3]`` uint8 (or a list of such arrays of one shape).
+    labels: optional caption per image, drawn in a strip under it.
+    ncols: columns; defaults to ``ceil(sqrt(N))``.
+    pad: pixels between tiles.
+    scale: integer upscaling of every tile (nearest neighbour), for small images.
+    background: grey level of the padding and caption strips.
+
+  Returns:
+    The grid as one uint8 RGB image.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"tile_grid expects images of shape [N, H, W, 3], got {images.shape}")
+  if labels is not None and len(labels) != len(images):
+    raise ValueError(f"tile_grid got {len(images)} images but {len(labels)} labels")
+  n = len(images)
+  if n == 0:
+    raise ValueError("tile_grid needs at least one image")
+  if scale > 1:
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+  h, w = images.shape[1:3]
+  ncols = ncols or int(math.ceil(math.sqrt(n)))
+  nrows = int(math.ceil(n / ncols))
+  caption_h = 0
+  font_scale = max(0.3, min(w / 160.0, 0.6))
+  if labels is not None:
+    (_, text_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    caption_h = text_h + baseline + 4
+  cell_h, cell_w = h + caption_h, w
+  grid = np.full((nrows * cell_h + (nrows + 1) * pad, ncols * cell_w + (ncols + 1) * pad, 3),
+                 background, np.uint8)
+  for i in range(n):
+    r, c = divmod(i, ncols)
+    y0, x0 = pad + r * (cell_h + pad), pad + c * (cell_w + pad)
+    grid[y0:y0 + h, x0:x0 + w] = images[i]
+    if labels is not None:
+      cv2.putText(grid, _fit_text(str(labels[i]), w, font_scale), (x0 + 1, y0 + h + caption_h - 4),
+                  cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+  return grid
+
+
+def _fit_text(text: str, width: int, font_scale: float) -> str:
+  """Shortens ``text`` with an ellipsis until it fits ``width`` pixels."""
+  while text:
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    if tw <= width - 2:
+      return text
+    text = text[:-2] + "~" if len(text) > 2 else ""
+  return text
+
+
+def save_image(path: str, image_rgb: np.ndarray, *, jpeg_quality: int = 95) -> str:
+  """Writes an RGB uint8 image as PNG or JPEG (chosen by the extension).
+
+  Creates the parent folder. Raises ValueError for other extensions and OSError
+  when OpenCV cannot write the file.
+  """
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in (".png", ".jpg", ".jpeg"):
+    raise ValueError(f"Unsupported image extension {ext!r} for {path}: use .png, .jpg or .jpeg")
+  image_rgb = np.asarray(image_rgb)
+  if image_rgb.dtype != np.uint8:
+    raise ValueError(f"save_image expects uint8 pixels, got {image_rgb.dtype} for {path}")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR) if image_rgb.ndim == 3 else image_rgb
+  params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext != ".png" else []
+  if not cv2.imwrite(path, bgr, params):
+    raise OSError(f"OpenCV could not write {path}")
+  return path
+
+
+def load_image(path: str) -> np.ndarray:
+  """Reads an image file as RGB uint8; raises FileNotFoundError / ValueError clearly."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"No image file at {path}")
+  bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
+  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

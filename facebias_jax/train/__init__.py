@@ -1,0 +1,1 @@
+"""Training: losses, DB-VAE debiasing, jit-compiled steps, the loop, checkpoints, sharding."""
