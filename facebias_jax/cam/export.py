@@ -1,0 +1,148 @@
+"""Building blocks of CAM export and the live demo: predictions with maps, captions, tables.
+
+* :func:`make_predictor`: one jit-compiled call returning the predicted class, its
+  probability and its class activation map for a batch (the demo runs it per frame,
+  the export per batch of a dataset split).
+* :func:`class_names` and :func:`prediction_label`: readable captions ("male 0.93").
+* :func:`energy_markdown` / :func:`plot_energy`: the per-group share of CAM energy
+  inside the face region (``aggregate.group_energy``) as a table and a bar plot.
+
+Dataset access lives in ``facebias_jax.eval.cam_export`` (``cam`` never imports
+``data``, DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from facebias_jax.cam import methods
+
+
+def _predict_maps(graphdef, state, images, targets, *, method: str):
+  model = methods.merge_eval(graphdef, state)
+  maps, logits, used = methods.maps_from_model(model, images, targets, method=method)
+  return used, methods.target_probabilities(logits, used), maps
+
+
+_predict_maps_jit = jax.jit(_predict_maps, static_argnums=(0,), static_argnames=("method",))
+
+
+def resolve_method(model: Any, method: str) -> str:
+  """``auto`` -> ``cam`` when the model has a GAP + linear head, else ``gradcam``.
+
+  Other names are validated; ``cam`` on a model without a linear head raises the
+  ValueError of :func:`methods.linear_head_of` (it suggests ``gradcam``).
+  """
+  if method == "auto":
+    try:
+      methods.linear_head_of(model)
+      return "cam"
+    except ValueError:
+      return "gradcam"
+  method = methods.check_method(method)
+  if method == "cam":
+    methods.linear_head_of(model)
+  return method
+
+
+def make_predictor(model: Any, method: str = "cam", *, target: int | None = None
+                   ) -> Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """A function ``images -> (class, probability, maps)`` compiled once per batch shape.
+
+  The model is split once here (not per call) and run as an eval-mode copy.
+
+  Args:
+    model: a facebias_jax model.
+    method: CAM method (see ``methods.METHODS``) or ``"auto"``.
+    target: class whose map and probability are returned; ``None`` = predicted class.
+
+  Returns:
+    ``predict(images float32 [B, H, W, 3]) -> (class int32 [B], probability of that
+    class float32 [B], maps float32 [B, H, W])`` as numpy arrays; ``predict.method``
+    is the resolved method.
+  """
+  method = resolve_method(model, method)
+  graphdef, state = nnx.split(model)
+
+  def predict(images: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images = methods.as_model_images(images)
+    targets = (np.full((len(images),), -1, np.int32) if target is None
+               else methods.as_targets(target, len(images)))
+    cls, prob, maps = jax.device_get(_predict_maps_jit(graphdef, state, jnp.asarray(images),
+                                                       jnp.asarray(targets), method=method))
+    return np.asarray(cls, np.int32), np.asarray(prob, np.float32), np.asarray(maps, np.float32)
+
+  predict.method = method
+  return predict
+
+
+def class_names(data_name: str = "", label_key: str = "label",
+                num_classes: int = 1) -> tuple[str, ...]:
+  """Readable class names of a task, index = class id.
+
+  Args:
+    data_name: TFDS name of the training data (``config.data.name``).
+    label_key: record feature used as the label (``config.data.label_key``).
+    num_classes: model logits (1 = binary).
+
+  Returns:
+    e.g. ``("female", "male")`` for sex classifiers, ``("non-face", "face")`` for face
+    detection, ``("not smiling", "smiling")`` for label key ``Smiling``.
+  """
+  data_name, label_key = str(data_name or ""), str(label_key or "label")
+  if label_key == "Male" or "/sex" in data_name:
+    return ("female", "male")
+  if label_key == "is_face" or "faces_vs_nonfaces" in data_name:
+    return ("non-face", "face")
+  if label_key != "label" and num_classes <= 2:
+    return (f"not {label_key.lower()}", label_key.lower())
+  return tuple(f"class {i}" for i in range(max(2, int(num_classes))))
+
+
+def prediction_label(names: Sequence[str], predicted: int, probability: float) -> str:
+  """``"male 0.93"``: the predicted class name and its probability."""
+  name = names[predicted] if 0 <= predicted < len(names) else f"class {predicted}"
+  return f"{name} {probability:.2f}"
+
+
+def energy_markdown(energy: Mapping[Hashable, Mapping[str, float]], *, method: str,
+                    region: str) -> str:
+  """Markdown table of ``aggregate.group_energy`` output (mean, std, sem, n per group)."""
+  lines = [f"# Share of {method} energy inside the face region ({region})", "",
+           "Share of the positive map mass inside the face region, mean over the "
+           "group's images (1 = all attention on the face).", "",
+           "| group | n | mean | std | sem |", "|---|---|---|---|---|"]
+  for group, row in energy.items():
+    lines.append(f"| {group} | {row['n']} | {row['mean']:.3f} | {row['std']:.3f} | "
+                 f"{row['sem']:.3f} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_energy(energy: Mapping[Hashable, Mapping[str, float]], path: str, *,
+                title: str = "") -> str:
+  """Bar plot (mean +- sem per group) of the face-region energy share; returns ``path``."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  groups = [str(g) for g in energy]
+  means = [energy[g]["mean"] for g in energy]
+  sems = [energy[g]["sem"] for g in energy]
+  fig = Figure(figsize=(max(4.0, 1.1 * len(groups) + 1.5), 3.6), tight_layout=True)
+  ax = fig.add_subplot()
+  ax.bar(groups, means, yerr=sems, capsize=4, color="tab:blue", alpha=0.8)
+  for i, (m, g) in enumerate(zip(means, energy)):
+    ax.text(i, min(m + 0.03, 1.02), f"{m:.2f}\nn={energy[g]['n']}", ha="center",
+            va="bottom", fontsize=8)
+  ax.set_ylim(0, 1.15)
+  ax.set_ylabel("CAM energy in face region")
+  ax.set_title(title, fontsize=10)
+  ax.tick_params(axis="x", labelrotation=20)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=120)
+  return path

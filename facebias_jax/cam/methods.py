@@ -1,0 +1,587 @@
+"""Class Activation Maps and the Grad-CAM family as pure functions of arrays.
+
+Every method turns the last conv feature map ``fmap_bhwc`` (and, for the gradient
+methods, the gradient of the target score with respect to it) into one map per image.
+No hooks: models expose ``feature_map(images)`` and ``logits_from_feature_map(fmap)``
+(DESIGN.md), so Grad-CAM is ``jax.grad`` of the second with respect to its input.
+
+Conventions (documented once here, relied on by the tests):
+
+* **Target score.** Multi-class models: the logit of the target class. Single-logit
+  binary models: target ``1`` is the positive class (score = logit), target ``0`` the
+  negative class (score = -logit, the logit of ``1 - sigmoid``). The default target is
+  the predicted class.
+* **CAM bias.** ``cam`` is Zhou et al.'s ``M_k = sum_c w[c, k] * fmap[..., c]`` *without*
+  the bias, so for GAP + linear heads ``mean_hw(M_k) + b_k == logit_k`` exactly at the
+  feature-map resolution (``compute(..., upsample=False)``).
+* **Raw maps.** ``compute`` returns un-normalised maps. Each method applies the ReLU
+  its paper applies: ``cam`` and ``eigencam`` none (negative evidence is kept; use
+  :func:`normalize` or clip for display); ``gradcam``, ``gradcam++``, ``hirescam``,
+  ``xgradcam``, ``layercam`` and ``scorecam`` a final ReLU.
+* **Eval mode.** ``compute`` runs a copy of the model in eval mode (BatchNorm running
+  statistics, no dropout) and never changes the caller's model or its mode, so a map
+  depends only on its own image.
+
+For a GAP + linear head the gradient is ``w[:, k] / (h * w)`` at every pixel, hence
+``gradcam == hirescam == xgradcam == relu(cam) / (h * w)`` there.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# Guards divisions by sums of activations/gradients (values of the reference code,
+# pytorch-grad-cam, so maps agree with it).
+_GRADCAM_PP_EPS = 1e-6
+_XGRADCAM_EPS = 1e-7
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def resolve_targets(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
+  """Replaces ``-1`` entries of ``targets`` by the predicted class.
+
+  Args:
+    logits: ``[B, K]`` model outputs.
+    targets: ``[B]`` int class indices, ``-1`` meaning "the predicted class".
+
+  Returns:
+    ``[B]`` int32 targets (for ``K == 1``: 1 if the logit is positive, else 0).
+  """
+  if logits.shape[-1] == 1:
+    predicted = (logits[:, 0] > 0).astype(jnp.int32)
+  else:
+    predicted = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return jnp.where(targets < 0, predicted, targets).astype(jnp.int32)
+
+
+def target_scores(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
+  """The score each map explains: the target logit (negated for class 0 of one logit).
+
+  Args:
+    logits: ``[B, K]``.
+    targets: ``[B]`` int class indices (``0``/``1`` when ``K == 1``).
+
+  Returns:
+    ``[B]`` float scores.
+  """
+  if logits.shape[-1] == 1:
+    return jnp.where(targets == 1, logits[:, 0], -logits[:, 0])
+  return jnp.take_along_axis(logits, targets[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def target_probabilities(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
+  """Probability of the target class: sigmoid of the score for one logit, else softmax.
+
+  Args:
+    logits: ``[B, K]``.
+    targets: ``[B]`` int class indices.
+
+  Returns:
+    ``[B]`` float probabilities.
+  """
+  if logits.shape[-1] == 1:
+    return jax.nn.sigmoid(target_scores(logits, targets))
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+# ----------------------------------------------------------------- map definitions
+
+
+def class_weights(w_ck: jnp.ndarray, b_k: jnp.ndarray,
+                  targets: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Per-image head weights and bias of the target class.
+
+  Args:
+    w_ck: ``[C, K]`` composed head weights (``model.linear_head()``).
+    b_k: ``[K]`` composed head bias.
+    targets: ``[B]`` int class indices.
+
+  Returns:
+    ``(weights [B, C], bias [B])``; for one logit, class 0 uses ``-w`` and ``-b``.
+  """
+  if w_ck.shape[-1] == 1:
+    sign = jnp.where(targets == 1, 1.0, -1.0).astype(w_ck.dtype)
+    return sign[:, None] * w_ck[:, 0][None, :], sign * b_k[0]
+  return w_ck.T[targets], b_k[targets]
+
+
+def cam_from_weights(fmap_bhwc: jnp.ndarray, weights_bc: jnp.ndarray) -> jnp.ndarray:
+  """Channel-weighted sum of the feature map, ``sum_c weights[b, c] * fmap[b, ..., c]``.
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+    weights_bc: ``[B, C]`` weight per image and channel.
+
+  Returns:
+    ``[B, h, w]`` maps (no ReLU: with head weights this is Zhou et al.'s CAM).
+  """
+  return jnp.einsum("bhwc,bc->bhw", fmap_bhwc, weights_bc.astype(fmap_bhwc.dtype))
+
+
+def _relu_if(maps: jnp.ndarray, relu: bool) -> jnp.ndarray:
+  return jax.nn.relu(maps) if relu else maps
+
+
+def gradcam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
+  """Grad-CAM (Selvaraju et al. 2017): channel weights = spatial mean of the gradient.
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
+    relu: apply the paper's final ReLU (``False`` gives the signed map).
+
+  Returns:
+    ``[B, h, w]`` maps.
+  """
+  return _relu_if(cam_from_weights(fmap_bhwc, grads_bhwc.mean(axis=(1, 2))), relu)
+
+
+def gradcam_plus_plus(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *,
+                      relu: bool = True) -> jnp.ndarray:
+  """Grad-CAM++ (Chattopadhay et al. 2018), closed form with the exponential score.
+
+  Channel weights are ``sum_ij relu(g) * a_ij`` with
+  ``a_ij = g^2 / (2 g^2 + sum_ij(A) g^3)``, as in the paper and pytorch-grad-cam.
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
+    relu: apply the final ReLU.
+
+  Returns:
+    ``[B, h, w]`` maps.
+  """
+  g2 = grads_bhwc ** 2
+  g3 = g2 * grads_bhwc
+  sum_a = fmap_bhwc.sum(axis=(1, 2), keepdims=True)
+  alpha = g2 / (2.0 * g2 + sum_a * g3 + _GRADCAM_PP_EPS)
+  alpha = jnp.where(grads_bhwc != 0, alpha, 0.0)
+  weights = (jax.nn.relu(grads_bhwc) * alpha).sum(axis=(1, 2))
+  return _relu_if(cam_from_weights(fmap_bhwc, weights), relu)
+
+
+def hirescam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
+  """HiResCAM (Draelos & Carin 2020): element-wise gradient x activation, summed over C.
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
+    relu: apply the final ReLU.
+
+  Returns:
+    ``[B, h, w]`` maps.
+  """
+  return _relu_if((grads_bhwc * fmap_bhwc).sum(axis=-1), relu)
+
+
+def xgradcam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
+  """XGrad-CAM (Fu et al. 2020): weights = sum(g * A) / sum(A) per channel.
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
+    relu: apply the final ReLU.
+
+  Returns:
+    ``[B, h, w]`` maps.
+  """
+  sum_a = fmap_bhwc.sum(axis=(1, 2))
+  weights = (grads_bhwc * fmap_bhwc).sum(axis=(1, 2)) / (sum_a + _XGRADCAM_EPS)
+  return _relu_if(cam_from_weights(fmap_bhwc, weights), relu)
+
+
+def layercam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
+  """LayerCAM (Jiang et al. 2021): ``sum_c relu(g_c) * A_c`` per pixel.
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
+    relu: apply the final ReLU.
+
+  Returns:
+    ``[B, h, w]`` maps.
+  """
+  return _relu_if((jax.nn.relu(grads_bhwc) * fmap_bhwc).sum(axis=-1), relu)
+
+
+def eigencam(fmap_bhwc: jnp.ndarray) -> jnp.ndarray:
+  """Eigen-CAM (Muhammad & Yeasin 2020): projection on the first principal component.
+
+  The activations ``[h*w, C]`` of each image are centred over pixels and projected on
+  their first right singular vector. The sign of a singular vector is arbitrary, so it
+  is fixed to correlate positively with the channel-mean activation (the map then
+  highlights where the features are strong, not where they are absent).
+
+  Args:
+    fmap_bhwc: ``[B, h, w, C]`` feature map.
+
+  Returns:
+    ``[B, h, w]`` signed maps (class-agnostic: no target, no ReLU).
+  """
+  b, h, w, c = fmap_bhwc.shape
+  x = fmap_bhwc.reshape(b, h * w, c).astype(jnp.float32)
+  centred = x - x.mean(axis=1, keepdims=True)
+  _, _, vt = jnp.linalg.svd(centred, full_matrices=False)
+  proj = jnp.einsum("bpc,bc->bp", centred, vt[:, 0, :])
+  strength = x.mean(axis=-1)
+  corr = ((proj - proj.mean(-1, keepdims=True))
+          * (strength - strength.mean(-1, keepdims=True))).sum(-1)
+  sign = jnp.where(corr < 0, -1.0, 1.0)
+  return (proj * sign[:, None]).reshape(b, h, w)
+
+
+GRADIENT_METHODS: dict[str, Callable[..., jnp.ndarray]] = {
+    "gradcam": gradcam,
+    "gradcam++": gradcam_plus_plus,
+    "hirescam": hirescam,
+    "xgradcam": xgradcam,
+    "layercam": layercam,
+}
+METHODS: tuple[str, ...] = ("cam", *GRADIENT_METHODS, "scorecam", "eigencam")
+
+
+def check_method(method: str) -> str:
+  """Returns ``method`` lower-cased or raises ValueError listing the valid methods."""
+  name = str(method).lower()
+  if name not in METHODS:
+    raise ValueError(f"Unknown CAM method {method!r}; valid methods: {', '.join(METHODS)}")
+  return name
+
+
+# ------------------------------------------------------------------ model-level maps
+
+
+def merge_eval(graphdef: nnx.GraphDef, state: nnx.State) -> nnx.Module:
+  """Rebuilds a model from ``nnx.split`` parts, in eval mode (a copy: caller untouched)."""
+  model = nnx.merge(graphdef, state)
+  model.eval()
+  return model
+
+
+def _model_logits(model: Any, images: jnp.ndarray) -> jnp.ndarray:
+  # feature_map -> logits_from_feature_map equals model(images)[0] by contract, and
+  # works for the DB-VAE without running its decoder.
+  return model.logits_from_feature_map(model.feature_map(images))
+
+
+def linear_head_of(model: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """``model.linear_head()``, with an error that names the fix when CAM cannot apply."""
+  head = getattr(model, "linear_head", None)
+  if head is None:
+    raise ValueError(f"method='cam' needs model.linear_head(); {type(model).__name__} has "
+                     "none. Use method='gradcam' (or another gradient method) instead.")
+  try:
+    w, b = head()
+  except ValueError as e:
+    hint = "" if "gradcam" in str(e) else " Use method='gradcam' instead."
+    raise ValueError(f"method='cam' cannot be used with {type(model).__name__}: {e}{hint}") from e
+  return jnp.asarray(w), jnp.asarray(b)
+
+
+def feature_map_gradients(model: Any, fmap_bhwc: jnp.ndarray,
+                          targets: jnp.ndarray) -> jnp.ndarray:
+  """Gradient of each image's target score with respect to its feature map.
+
+  One backward pass for the whole batch: the scores are summed, which gives each
+  image its own gradient because eval-mode models treat images independently.
+
+  Args:
+    model: eval-mode model with ``logits_from_feature_map``.
+    fmap_bhwc: ``[B, h, w, C]``.
+    targets: ``[B]`` int class indices (no ``-1``).
+
+  Returns:
+    ``[B, h, w, C]`` gradients.
+  """
+  def total_score(fmap):
+    return target_scores(model.logits_from_feature_map(fmap), targets).sum()
+
+  return jax.grad(total_score)(fmap_bhwc)
+
+
+def scorecam_maps(model: Any, images: jnp.ndarray, fmap_bhwc: jnp.ndarray,
+                  targets: jnp.ndarray, *, chunk_size: int = 32) -> jnp.ndarray:
+  """Score-CAM (Wang et al. 2020): channels weighted by the score of the masked input.
+
+  Each channel is upsampled to the input size, min-max normalised per image, used to
+  mask the input (``images * mask``: masked pixels become 0, i.e. the dataset mean for
+  mean/std-normalised inputs), and weighted by the target-class probability of the
+  masked image (softmax, or sigmoid for one logit). Channels go through the model in
+  chunks of ``chunk_size`` (``chunk_size * B`` images per forward pass) to bound memory.
+
+  Args:
+    model: eval-mode model.
+    images: ``[B, H, W, 3]`` model inputs.
+    fmap_bhwc: ``[B, h, w, C]`` feature map of ``images``.
+    targets: ``[B]`` int class indices (no ``-1``).
+    chunk_size: channels per forward pass.
+
+  Returns:
+    ``[B, h, w]`` maps after the final ReLU.
+  """
+  b, h, w, c = fmap_bhwc.shape
+  height, width = images.shape[1:3]
+  chunk = max(1, min(int(chunk_size), c))
+  n_chunks = -(-c // chunk)
+  # Zero padding channels give constant masks -> zero after normalisation, and their
+  # activations are zero, so they add nothing to the map.
+  padded = jnp.pad(fmap_bhwc, ((0, 0), (0, 0), (0, 0), (0, n_chunks * chunk - c)))
+  chunks = padded.transpose(3, 0, 1, 2).reshape(n_chunks, chunk, b, h, w)
+  tiled_targets = jnp.tile(targets, chunk)
+
+  def chunk_scores(acts):  # [chunk, B, h, w] -> [chunk, B]
+    up = jax.image.resize(acts, (chunk, b, height, width), "bilinear")
+    lo = up.min(axis=(2, 3), keepdims=True)
+    hi = up.max(axis=(2, 3), keepdims=True)
+    masks = jnp.where(hi > lo, (up - lo) / jnp.where(hi > lo, hi - lo, 1.0), 0.0)
+    masked = (images[None] * masks[..., None]).reshape(chunk * b, height, width, -1)
+    probs = target_probabilities(_model_logits(model, masked), tiled_targets)
+    return probs.reshape(chunk, b)
+
+  scores = jax.lax.map(chunk_scores, chunks).reshape(n_chunks * chunk, b)[:c].T
+  return jax.nn.relu(cam_from_weights(fmap_bhwc, scores))
+
+
+def maps_from_model(model: Any, images: jnp.ndarray, targets: jnp.ndarray, *, method: str,
+                    upsample: bool = True, chunk_size: int = 32
+                    ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """Computes maps for a batch with an eval-mode model (the function ``compute`` jits).
+
+  Args:
+    model: model implementing the Models interface, already in eval mode.
+    images: ``[B, H, W, 3]`` float inputs.
+    targets: ``[B]`` int32, ``-1`` = predicted class.
+    method: one of :data:`METHODS`.
+    upsample: bilinearly resize maps to ``H x W``; ``False`` keeps the feature-map
+      resolution ``h x w`` (where the CAM invariant holds exactly).
+    chunk_size: Score-CAM channels per forward pass.
+
+  Returns:
+    ``(maps float32 [B, H, W] or [B, h, w], logits [B, K], targets [B])``.
+  """
+  method = check_method(method)
+  fmap = model.feature_map(images)
+  logits = model.logits_from_feature_map(fmap)
+  targets = resolve_targets(logits, targets)
+  if method == "cam":
+    w, b = linear_head_of(model)
+    weights, _ = class_weights(w, b, targets)
+    maps = cam_from_weights(fmap, weights)
+  elif method in GRADIENT_METHODS:
+    grads = feature_map_gradients(model, fmap, targets)
+    maps = GRADIENT_METHODS[method](fmap, grads)
+  elif method == "scorecam":
+    maps = scorecam_maps(model, images, fmap, targets, chunk_size=chunk_size)
+  else:
+    maps = eigencam(fmap)
+  maps = maps.astype(jnp.float32)
+  if upsample and maps.shape[1:] != images.shape[1:3]:
+    maps = jax.image.resize(maps, (maps.shape[0], *images.shape[1:3]), "bilinear")
+  return maps, logits, targets
+
+
+def _pure_maps(graphdef, state, images, targets, *, method, upsample, chunk_size):
+  model = merge_eval(graphdef, state)
+  return maps_from_model(model, images, targets, method=method, upsample=upsample,
+                         chunk_size=chunk_size)
+
+
+# One compiled function per (model structure, method, options, shapes): jax.jit's cache
+# is keyed on the static graphdef, so repeated calls with the same model reuse it.
+_pure_maps_jit = jax.jit(_pure_maps, static_argnums=(0,),
+                         static_argnames=("method", "upsample", "chunk_size"))
+
+
+# ------------------------------------------------------------------------ public API
+
+
+def as_model_images(images: Any) -> np.ndarray | jax.Array:
+  """Validates model inputs: float ``[B, H, W, C]`` (a single ``[H, W, C]`` is batched)."""
+  arr = images if isinstance(images, jax.Array) else np.asarray(images)
+  if arr.ndim == 3:
+    arr = arr[None]
+  if arr.ndim != 4:
+    raise ValueError(f"images must be [B, H, W, C] (or one [H, W, C]), got shape {arr.shape}")
+  if not jnp.issubdtype(arr.dtype, jnp.floating):
+    raise ValueError(f"images must be float model inputs, got dtype {arr.dtype}: convert "
+                     "uint8 pixels the way the model was trained (e.g. images / 255.0).")
+  return arr.astype(jnp.float32)
+
+
+def as_targets(target: Any, batch: int) -> np.ndarray:
+  """``None`` -> all ``-1`` (predicted class); an int or ``[B]`` ints -> int32 ``[B]``."""
+  if target is None:
+    return np.full((batch,), -1, np.int32)
+  arr = np.asarray(target)
+  if not np.issubdtype(arr.dtype, np.integer):
+    raise ValueError(f"target must be an int class index or [B] ints, got dtype {arr.dtype}")
+  if arr.ndim == 0:
+    arr = np.full((batch,), int(arr))
+  if arr.shape != (batch,):
+    raise ValueError(f"target must be one int or one per image ({batch}), got shape {arr.shape}")
+  if (arr < 0).any():
+    raise ValueError(f"target must be >= 0 (class indices), got {arr.min()}")
+  return arr.astype(np.int32)
+
+
+def check_targets_fit(targets: np.ndarray, num_logits: int) -> None:
+  """Raises ValueError when targets do not index the model's ``num_logits`` outputs."""
+  valid = 2 if num_logits == 1 else num_logits
+  if (targets >= valid).any():
+    hint = ("single-logit binary model: use 1 (positive class) or 0 (negative class)"
+            if num_logits == 1 else f"model has {num_logits} classes")
+    raise ValueError(f"target {int(targets.max())} out of range: {hint}.")
+
+
+def _batched(fn: Callable[[np.ndarray, np.ndarray], tuple], images: np.ndarray,
+             targets: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
+  """Runs ``fn`` over fixed-size batches (last one edge-padded: one compilation)."""
+  n = len(images)
+  size = n if not batch_size else int(batch_size)
+  if size <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  outputs = []
+  for start in range(0, n, size):
+    img, tgt = images[start:start + size], targets[start:start + size]
+    real = len(img)
+    if real < size and n > size:
+      img = np.pad(np.asarray(img), [(0, size - real)] + [(0, 0)] * 3, mode="edge")
+      tgt = np.pad(tgt, (0, size - real), mode="edge")
+    outputs.append([np.asarray(o)[:real] for o in fn(img, tgt)])
+  return [np.concatenate(parts) for parts in zip(*outputs)]
+
+
+def compute_fn(model: Any, method: str = "cam", *, batch_size: int | None = None,
+               upsample: bool = True, chunk_size: int = 32, jit: bool = True,
+               return_targets: bool = False) -> Callable[..., Any]:
+  """:func:`compute` with the model split once, for repeated calls (video, demos).
+
+  ``nnx.split`` walks the whole module graph (tens of ms for a ResNet on a small
+  CPU); the returned function skips that. It sees in-place weight updates (optimizer
+  steps, ``nnx.update``, checkpoint restores) because the split state holds the
+  model's own Variables, but not structural changes (replaced submodules or
+  Variables): call ``compute_fn`` again after those.
+
+  Args:
+    model, method, batch_size, upsample, chunk_size, jit, return_targets: as in
+      :func:`compute`.
+
+  Returns:
+    ``fn(images, target=None)`` returning what :func:`compute` returns.
+  """
+  method = check_method(method)
+  graphdef, state = nnx.split(model)
+  pure = _pure_maps_jit if jit else _pure_maps
+  run = functools.partial(pure, graphdef, state, method=method, upsample=bool(upsample),
+                          chunk_size=int(chunk_size))
+
+  def fn(images: Any, target: Any = None):
+    images = as_model_images(images)
+    targets = as_targets(target, len(images))
+    maps, logits, used = _batched(run, images, targets, batch_size)
+    check_targets_fit(targets, logits.shape[-1])
+    maps = maps.astype(np.float32)
+    return (maps, used) if return_targets else maps
+
+  return fn
+
+
+def compute(model: Any, images: Any, method: str = "cam", target: Any = None, *,
+            batch_size: int | None = None, upsample: bool = True, chunk_size: int = 32,
+            jit: bool = True, return_targets: bool = False):
+  """Class activation maps for a batch of images.
+
+  Args:
+    model: a facebias_jax model (``feature_map``, ``logits_from_feature_map``, and
+      ``linear_head`` for ``method="cam"``). It is run as an eval-mode copy; the
+      caller's model and its train/eval mode are left unchanged.
+    images: float ``[B, H, W, 3]`` model inputs (normalised as in training).
+    method: one of ``cam``, ``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``,
+      ``layercam``, ``scorecam``, ``eigencam``.
+    target: ``None`` (predicted class), an int, or ``[B]`` ints. For single-logit binary
+      models ``1`` is the positive class and ``0`` the negative class.
+    batch_size: images per compiled call (``None``: the whole batch at once).
+    upsample: resize maps bilinearly to ``H x W``; ``False`` returns the feature-map
+      resolution.
+    chunk_size: Score-CAM channels per forward pass (memory bound).
+    jit: ``False`` runs the same function eagerly (debugging).
+    return_targets: also return the ``[B]`` targets used (resolved predictions).
+
+  Returns:
+    float32 ``[B, H, W]`` raw maps (see the module docstring for signs and ReLUs), or
+    ``(maps, targets)`` with ``return_targets``.
+  """
+  return compute_fn(model, method, batch_size=batch_size, upsample=upsample,
+                    chunk_size=chunk_size, jit=jit, return_targets=return_targets)(images, target)
+
+
+# --------------------------------------------------------------------- normalisation
+
+
+def normalization_range(maps: Any, *, percentile: float | None = None) -> tuple[float, float]:
+  """Shared ``(low, high)`` of a set of maps: min/max, or symmetric percentiles.
+
+  Args:
+    maps: any array of map values.
+    percentile: e.g. ``99`` uses the 1st and 99th percentiles (robust to hot pixels).
+
+  Returns:
+    ``(low, high)`` floats.
+  """
+  values = np.asarray(maps, np.float64)
+  if values.size == 0:
+    raise ValueError("normalization_range got no map values")
+  if percentile is None:
+    return float(values.min()), float(values.max())
+  if not 50.0 < percentile <= 100.0:
+    raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+  return (float(np.percentile(values, 100.0 - percentile)),
+          float(np.percentile(values, percentile)))
+
+
+def normalize(maps: Any, mode: str = "per_image", *, percentile: float | None = None,
+              value_range: tuple[float, float] | None = None) -> np.ndarray:
+  """Scales maps to ``[0, 1]`` per image or with one range over the whole set.
+
+  ``per_image`` shows where each image's map is high; ``global`` keeps magnitudes
+  comparable across images and groups (pass ``value_range`` to reuse a range computed
+  on another set, e.g. all groups together). Constant maps become all zeros.
+
+  Args:
+    maps: ``[H, W]`` or ``[B, H, W]`` maps.
+    mode: ``"per_image"`` or ``"global"``.
+    percentile: robust range (see :func:`normalization_range`); values outside are
+      clipped.
+    value_range: explicit ``(low, high)`` for ``mode="global"``.
+
+  Returns:
+    float32 maps of the input shape, in ``[0, 1]``.
+  """
+  arr = np.asarray(maps, np.float32)
+  if arr.ndim not in (2, 3):
+    raise ValueError(f"normalize expects [H, W] or [B, H, W] maps, got shape {arr.shape}")
+  batched = arr if arr.ndim == 3 else arr[None]
+  if mode == "per_image":
+    if value_range is not None:
+      raise ValueError("value_range applies to mode='global' only")
+    ranges = [normalization_range(m, percentile=percentile) for m in batched]
+    lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
+    hi = np.array([r[1] for r in ranges], np.float32)[:, None, None]
+  elif mode == "global":
+    low, high = value_range or normalization_range(batched, percentile=percentile)
+    lo, hi = np.float32(low), np.float32(high)
+  else:
+    raise ValueError(f"Unknown normalisation mode {mode!r}; use 'per_image' or 'global'")
+  span = hi - lo
+  safe = np.where(span > 0, span, 1.0)
+  out = np.where(span > 0, np.clip((batched - lo) / safe, 0.0, 1.0), 0.0).astype(np.float32)
+  return out if arr.ndim == 3 else out[0]

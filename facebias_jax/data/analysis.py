@@ -1,0 +1,276 @@
+"""Dataset analysis: how many examples each demographic group has, and how unequal.
+
+:func:`analyze` works on attribute arrays alone (counts and fractions per
+attribute value, and per group for each group spec such as ``"skin,Male"``) and
+builds the imbalance table: per group ``n``, ``share`` of the split and ``ratio``
+to the largest group. :func:`write_analysis` adds the files a researcher looks at
+(``analysis.json``, ``analysis.md``, one sample grid per group and a bar plot of
+group shares); :func:`run_analysis` loads a TFDS split first and is what
+``experiments/analyze_dataset.py`` calls. Any builder whose records carry
+integer attributes works (synthetic set, CelebA, PPB, UTKFace, FairFace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from facebias_jax import imaging
+from facebias_jax.data import groups as groups_lib
+from facebias_jax.data import pipeline
+
+UNKNOWN_VALUE = -1
+THUMB_SIZE = 96  # Grid tiles are resized to this side so any dataset tiles evenly.
+
+
+def _value_key(value: int) -> str:
+  return "unknown" if value == UNKNOWN_VALUE else str(int(value))
+
+
+def attribute_counts(attributes: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+  """Per attribute: ``counts`` and ``fractions`` of each value (-1 -> "unknown")."""
+  out = {}
+  for name in sorted(attributes):
+    values = np.asarray(attributes[name]).astype(np.int64)
+    uniques, counts = np.unique(values, return_counts=True)
+    total = max(len(values), 1)
+    out[name] = {
+        "counts": {_value_key(v): int(c) for v, c in zip(uniques, counts)},
+        "fractions": {_value_key(v): float(c / total) for v, c in zip(uniques, counts)},
+    }
+  return out
+
+
+def imbalance_table(group_names: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
+  """Imbalance of one grouping: rows sorted by size, largest first.
+
+  Args:
+    group_names: str ``[N]`` group per example (``"unknown"`` allowed).
+    labels: optional int ``[N]`` labels; adds each group's positive rate.
+
+  Returns:
+    ``{"rows": [{group, n, share, ratio_to_largest[, positive_rate]}...],
+    "num_groups", "largest", "smallest", "imbalance_ratio"}``. ``share`` is over
+    all examples; the ratios and largest/smallest ignore the ``"unknown"`` group
+    (e.g. non-faces), which is no demographic group.
+  """
+  group_names = np.asarray(group_names).astype(str)
+  total = max(len(group_names), 1)
+  names, counts = np.unique(group_names, return_counts=True)
+  known = [(str(g), int(c)) for g, c in zip(names, counts) if g != groups_lib.UNKNOWN]
+  largest = max((c for _, c in known), default=0)
+  rows = []
+  for group, count in sorted(zip(names.tolist(), counts.tolist()),
+                             key=lambda gc: (gc[0] == groups_lib.UNKNOWN, -gc[1], gc[0])):
+    row = {"group": group, "n": int(count), "share": float(count / total),
+           "ratio_to_largest": (float(count / largest)
+                                if largest and group != groups_lib.UNKNOWN else None)}
+    if labels is not None:
+      row["positive_rate"] = float(np.mean(np.asarray(labels)[group_names == group] == 1))
+    rows.append(row)
+  smallest = min(known, key=lambda gc: gc[1]) if known else None
+  biggest = max(known, key=lambda gc: gc[1]) if known else None
+  return {
+      "rows": rows,
+      "num_groups": len(known),
+      "largest": biggest[0] if biggest else None,
+      "smallest": smallest[0] if smallest else None,
+      "imbalance_ratio": (float(biggest[1] / smallest[1]) if known else None),
+  }
+
+
+def analyze(attributes: Mapping[str, np.ndarray], group_specs: Sequence[str], *,
+            labels: np.ndarray | None = None) -> dict[str, Any]:
+  """Counts, fractions and imbalance tables of one split.
+
+  Args:
+    attributes: name -> int ``[N]`` (e.g. ``pipeline.read_attributes(source)``).
+    group_specs: group specs such as ``["skin,Male", "Male,Young"]``.
+    labels: optional int ``[N]`` labels (adds label counts and per-group rates).
+
+  Returns:
+    ``{"num_examples", "attributes": attribute_counts(...), "label": counts or
+    None, "groups": {spec: imbalance_table(...)}}``.
+  """
+  if not group_specs:
+    raise ValueError("analyze needs at least one group spec, e.g. 'skin,Male'.")
+  lengths = {len(np.asarray(v)) for v in attributes.values()}
+  if len(lengths) > 1:
+    raise ValueError(f"Attributes have different lengths {sorted(lengths)}.")
+  num = lengths.pop() if lengths else 0
+  result: dict[str, Any] = {
+      "num_examples": int(num),
+      "attributes": attribute_counts(attributes),
+      "label": attribute_counts({"label": labels})["label"] if labels is not None else None,
+      "groups": {},
+  }
+  for spec in group_specs:
+    names = groups_lib.parse_group_spec(spec, attributes)
+    key = ",".join(names)
+    result["groups"][key] = imbalance_table(groups_lib.assign_groups(attributes, names), labels)
+  return result
+
+
+def _fmt_ratio(value: float | None) -> str:
+  return "-" if value is None else f"{value:.3f}"
+
+
+def to_markdown(result: Mapping[str, Any], *, title: str = "Dataset analysis") -> str:
+  """The analysis as Markdown: one imbalance table per spec, then attribute counts."""
+  lines = [f"# {title}", "", f"Examples: {result['num_examples']}", ""]
+  for spec, table in result["groups"].items():
+    with_rate = bool(table["rows"]) and "positive_rate" in table["rows"][0]
+    lines += [f"## Groups `{spec}`", "",
+              f"{table['num_groups']} groups; largest `{table['largest']}`, smallest "
+              f"`{table['smallest']}`, imbalance ratio (largest / smallest) "
+              f"{_fmt_ratio(table['imbalance_ratio'])}.", ""]
+    header = "| group | n | share | ratio to largest |" + (" positive label rate |"
+                                                            if with_rate else "")
+    lines += [header, "|---|---:|---:|---:|" + ("---:|" if with_rate else "")]
+    for row in table["rows"]:
+      line = (f"| {row['group']} | {row['n']} | {row['share']:.2%} | "
+              f"{_fmt_ratio(row['ratio_to_largest'])} |")
+      if with_rate:
+        line += f" {row['positive_rate']:.2%} |"
+      lines.append(line)
+    lines.append("")
+  lines += ["## Attributes", "", "| attribute | value counts (fraction) |", "|---|---|"]
+  sections = dict(result["attributes"])
+  if result.get("label"):
+    sections = {"label": result["label"], **sections}
+  for name, stats in sections.items():
+    cells = ", ".join(f"{v}: {c} ({stats['fractions'][v]:.1%})" for v, c in stats["counts"].items())
+    lines.append(f"| {name} | {cells} |")
+  lines.append("")
+  return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "group"
+
+
+def sample_indices(group_names: np.ndarray, group: str, num: int, seed: int) -> np.ndarray:
+  """Up to ``num`` example indices of ``group``, a seeded random pick, sorted."""
+  members = np.flatnonzero(np.asarray(group_names) == group)
+  if len(members) <= num:
+    return members
+  rng = np.random.default_rng([int(seed), len(members)])
+  return np.sort(rng.choice(members, size=num, replace=False))
+
+
+def _thumbnails(source, ids: np.ndarray) -> np.ndarray:
+  thumbs = []
+  for image in pipeline.read_images(source, ids):
+    interpolation = cv2.INTER_AREA if image.shape[0] > THUMB_SIZE else cv2.INTER_NEAREST
+    thumbs.append(cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=interpolation))
+  return np.stack(thumbs)
+
+
+def plot_group_shares(result: Mapping[str, Any], path: str) -> str:
+  """One horizontal bar chart of group shares per spec, in one PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  specs = list(result["groups"].items())
+  heights = [max(1.5, 0.35 * len(t["rows"]) + 0.8) for _, t in specs]
+  fig, axes = plt.subplots(len(specs), 1, figsize=(7, sum(heights)),
+                           gridspec_kw={"height_ratios": heights}, squeeze=False)
+  for ax, (spec, table) in zip(axes[:, 0], specs):
+    rows = table["rows"][::-1]  # Largest on top.
+    shares = [100 * r["share"] for r in rows]
+    colors = ["#bbbbbb" if r["group"] == groups_lib.UNKNOWN else "#3b75af" for r in rows]
+    bars = ax.barh([r["group"] for r in rows], shares, color=colors)
+    for bar, row in zip(bars, rows):
+      ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" n={row['n']}",
+              va="center", fontsize=8)
+    ax.set_xlabel("share of examples (%)")
+    ax.set_title(f"groups {spec}")
+    ax.set_xlim(0, max(shares + [1]) * 1.25)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset: str = "",
+                   split: str = "", samples_per_group: int = 16, seed: int = 0,
+                   label_key: str = "label") -> dict[str, Any]:
+  """Analyses one split and writes ``analysis.json``, ``analysis.md`` and PNGs.
+
+  Args:
+    workdir: output directory (created).
+    source: a :func:`pipeline.load_source` source (or a sequence of record dicts).
+    group_specs: e.g. ``["skin,Male", "Male,Young"]``.
+    dataset: dataset name, recorded in the outputs.
+    split: split name, recorded in the outputs.
+    samples_per_group: images per group in ``samples/<spec>/<group>.png``
+      (0 writes no grids).
+    seed: seed of the sample pick.
+    label_key: integer feature reported as the label.
+
+  Returns:
+    The :func:`analyze` dict plus ``dataset``, ``split`` and ``files`` (paths).
+  """
+  if samples_per_group < 0:
+    raise ValueError(f"samples_per_group must be >= 0, got {samples_per_group}.")
+  os.makedirs(workdir, exist_ok=True)
+  attributes = pipeline.read_attributes(source, progress=True)
+  labels = pipeline.read_column(source, label_key)
+  result = analyze(attributes, group_specs, labels=labels)
+  result = {"dataset": dataset, "split": split, **result}
+  files = {"json": os.path.join(workdir, "analysis.json"),
+           "markdown": os.path.join(workdir, "analysis.md"),
+           "shares_plot": os.path.join(workdir, "group_shares.png"),
+           "samples": {}}
+  plot_group_shares(result, files["shares_plot"])
+  if samples_per_group:
+    for spec in result["groups"]:
+      group_names = groups_lib.assign_groups(attributes, spec)
+      for row in result["groups"][spec]["rows"]:
+        ids = sample_indices(group_names, row["group"], samples_per_group, seed)
+        grid = imaging.tile_grid(_thumbnails(source, ids),
+                                 [f"#{i}" for i in ids])
+        path = os.path.join(workdir, "samples", _slug(spec), f"{_slug(row['group'])}.png")
+        imaging.save_image(path, grid)
+        files["samples"].setdefault(spec, {})[row["group"]] = path
+  result["files"] = files
+  title = f"Dataset analysis: {dataset} [{split}]" if dataset else "Dataset analysis"
+  with open(files["markdown"], "w") as f:
+    f.write(to_markdown(result, title=title))
+  with open(files["json"], "w") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def run_analysis(dataset: str, *, split: str, group_specs: Sequence[str], workdir: str,
+                 data_dir: str | None = None, manual_dir: str | None = None,
+                 prepare: bool = True, samples_per_group: int = 16, seed: int = 0,
+                 label_key: str = "label") -> dict[str, Any]:
+  """Loads ``dataset``/``split`` (preparing it if needed) and writes its analysis.
+
+  Args:
+    dataset: TFDS name with config, e.g. ``"facebias_synthetic_faces/sex_64"``.
+    split: split to analyse.
+    group_specs: group specs, e.g. ``["skin,Male", "Male,Young"]``.
+    workdir: output directory.
+    data_dir: TFDS data directory.
+    manual_dir: raw files of manual-download datasets.
+    prepare: prepare the dataset when missing.
+    samples_per_group: images per group grid.
+    seed: sample seed.
+    label_key: integer feature reported as the label.
+
+  Returns:
+    The dict :func:`write_analysis` returns.
+  """
+  source = pipeline.load_source(dataset, split=split, data_dir=data_dir,
+                                manual_dir=manual_dir, prepare=prepare)
+  return write_analysis(workdir, source, group_specs, dataset=dataset, split=split,
+                        samples_per_group=samples_per_group, seed=seed, label_key=label_key)
