@@ -22,7 +22,9 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m experiments.demo --workdir=$(WORKDIR)
+	$(PY) -m experiments.train_classifier --flagfile=experiments/flags/cnn_synthetic.flags --workdir=$(WORKDIR)/standard_cnn
+	$(PY) -m experiments.train_dbvae --flagfile=experiments/flags/dbvae_synthetic.flags --workdir=$(WORKDIR)/dbvae
+	$(PY) -m experiments.evaluate --compare=$(WORKDIR)/standard_cnn,$(WORKDIR)/dbvae --labels=standard_cnn,dbvae --workdir=$(WORKDIR)/compare
 
 test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist=loadfile -q

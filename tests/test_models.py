@@ -35,10 +35,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def models():
-  # The non-partitionable threefry PRNG compiles ~8x faster on CPU; it only changes the
-  # initial values, and the context manager restores the global setting afterwards.
-  with jax.threefry_partitionable(False):
-    return {key: _build(key) for key in TINY}
+  return {key: _build(key) for key in TINY}
 
 
 def test_registry_names_and_unknown_name():

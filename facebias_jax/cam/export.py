@@ -13,7 +13,6 @@ Dataset access lives in ``facebias_jax.eval.cam_export`` (``cam`` never imports
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Callable

@@ -127,21 +127,19 @@ def cam_from_weights(fmap_bhwc: jnp.ndarray, weights_bc: jnp.ndarray) -> jnp.nda
   return jnp.einsum("bhwc,bc->bhw", fmap_bhwc, weights_bc.astype(fmap_bhwc.dtype))
 
 
+# Gradient methods. Each takes the feature map ``fmap_bhwc`` ``[B, h, w, C]`` and
+# ``grads_bhwc``, the gradient of the target score with respect to it
+# (:func:`feature_map_gradients`), and returns ``[B, h, w]`` maps. They share the
+# ``relu`` flag: ``True`` applies the final ReLU of the papers, ``False`` returns the
+# signed map (negative evidence included).
+
+
 def _relu_if(maps: jnp.ndarray, relu: bool) -> jnp.ndarray:
   return jax.nn.relu(maps) if relu else maps
 
 
 def gradcam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
-  """Grad-CAM (Selvaraju et al. 2017): channel weights = spatial mean of the gradient.
-
-  Args:
-    fmap_bhwc: ``[B, h, w, C]`` feature map.
-    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
-    relu: apply the paper's final ReLU (``False`` gives the signed map).
-
-  Returns:
-    ``[B, h, w]`` maps.
-  """
+  """Grad-CAM (Selvaraju et al. 2017): channel weights = spatial mean of the gradient."""
   return _relu_if(cam_from_weights(fmap_bhwc, grads_bhwc.mean(axis=(1, 2))), relu)
 
 
@@ -151,14 +149,6 @@ def gradcam_plus_plus(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *,
 
   Channel weights are ``sum_ij relu(g) * a_ij`` with
   ``a_ij = g^2 / (2 g^2 + sum_ij(A) g^3)``, as in the paper and pytorch-grad-cam.
-
-  Args:
-    fmap_bhwc: ``[B, h, w, C]`` feature map.
-    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
-    relu: apply the final ReLU.
-
-  Returns:
-    ``[B, h, w]`` maps.
   """
   g2 = grads_bhwc ** 2
   g3 = g2 * grads_bhwc
@@ -172,28 +162,14 @@ def gradcam_plus_plus(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *,
 def hirescam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
   """HiResCAM (Draelos & Carin 2020): element-wise gradient x activation, summed over C.
 
-  Args:
-    fmap_bhwc: ``[B, h, w, C]`` feature map.
-    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
-    relu: apply the final ReLU.
-
-  Returns:
-    ``[B, h, w]`` maps.
+  Unlike Grad-CAM it keeps the gradient's spatial layout, so the map shows the
+  locations the score actually depends on.
   """
   return _relu_if((grads_bhwc * fmap_bhwc).sum(axis=-1), relu)
 
 
 def xgradcam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
-  """XGrad-CAM (Fu et al. 2020): weights = sum(g * A) / sum(A) per channel.
-
-  Args:
-    fmap_bhwc: ``[B, h, w, C]`` feature map.
-    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
-    relu: apply the final ReLU.
-
-  Returns:
-    ``[B, h, w]`` maps.
-  """
+  """XGrad-CAM (Fu et al. 2020): channel weights = ``sum(g * A) / sum(A)``."""
   sum_a = fmap_bhwc.sum(axis=(1, 2))
   weights = (grads_bhwc * fmap_bhwc).sum(axis=(1, 2)) / (sum_a + _XGRADCAM_EPS)
   return _relu_if(cam_from_weights(fmap_bhwc, weights), relu)
@@ -202,13 +178,8 @@ def xgradcam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = Tr
 def layercam(fmap_bhwc: jnp.ndarray, grads_bhwc: jnp.ndarray, *, relu: bool = True) -> jnp.ndarray:
   """LayerCAM (Jiang et al. 2021): ``sum_c relu(g_c) * A_c`` per pixel.
 
-  Args:
-    fmap_bhwc: ``[B, h, w, C]`` feature map.
-    grads_bhwc: gradient of the target score with respect to ``fmap_bhwc``.
-    relu: apply the final ReLU.
-
-  Returns:
-    ``[B, h, w]`` maps.
+  Only positive gradients count, pixel by pixel, which keeps fine detail when the
+  method is applied to earlier (higher-resolution) layers.
   """
   return _relu_if((jax.nn.relu(grads_bhwc) * fmap_bhwc).sum(axis=-1), relu)
 
@@ -239,6 +210,7 @@ def eigencam(fmap_bhwc: jnp.ndarray) -> jnp.ndarray:
   return (proj * sign[:, None]).reshape(b, h, w)
 
 
+# name -> fn(fmap_bhwc, grads_bhwc, *, relu=True) -> [B, h, w] maps (see above).
 GRADIENT_METHODS: dict[str, Callable[..., jnp.ndarray]] = {
     "gradcam": gradcam,
     "gradcam++": gradcam_plus_plus,

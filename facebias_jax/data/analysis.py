@@ -99,10 +99,10 @@ def analyze(attributes: Mapping[str, np.ndarray], group_specs: Sequence[str], *,
   """
   if not group_specs:
     raise ValueError("analyze needs at least one group spec, e.g. 'skin,Male'.")
-  lengths = {len(np.asarray(v)) for v in attributes.values()}
-  if len(lengths) > 1:
-    raise ValueError(f"Attributes have different lengths {sorted(lengths)}.")
-  num = lengths.pop() if lengths else 0
+  num = groups_lib.num_examples(attributes)
+  if labels is not None and len(labels) != num:
+    raise ValueError(f"labels has {len(labels)} entries but the attributes have {num}; "
+                     "pass one label per example.")
   result: dict[str, Any] = {
       "num_examples": int(num),
       "attributes": attribute_counts(attributes),

@@ -72,8 +72,10 @@ def parse_group_spec(spec: str | Sequence[str],
         raise ValueError(f"Unknown group attribute {name!r} in spec {spec!r}; available: "
                          f"{', '.join(sorted(available))}")
     names = resolved
-  if len(set(names)) != len(names):
-    raise ValueError(f"Group spec {spec!r} repeats an attribute")
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise ValueError(f"Group spec {spec!r} repeats {', '.join(repeated)}; name each "
+                     "attribute once")
   return names
 
 
@@ -108,6 +110,20 @@ def _value_names(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]
   return out, known
 
 
+def num_examples(attributes: Mapping[str, np.ndarray]) -> int:
+  """The common length of the attribute arrays (0 for no attributes).
+
+  Raises:
+    ValueError: the arrays differ in length (the message gives each one's length).
+  """
+  length_of = {name: len(np.asarray(values)) for name, values in attributes.items()}
+  lengths = set(length_of.values())
+  if len(lengths) > 1:
+    raise ValueError(f"Attributes have different lengths {length_of}; every attribute "
+                     "needs one value per example")
+  return lengths.pop() if lengths else 0
+
+
 def assign_groups(attributes: Mapping[str, np.ndarray], spec: str | Sequence[str]) -> np.ndarray:
   """Group name of every example, e.g. ``"darker_female"`` for spec ``"skin,Male"``.
 
@@ -120,11 +136,7 @@ def assign_groups(attributes: Mapping[str, np.ndarray], spec: str | Sequence[str
     ``np.ndarray`` of str [N]; ``"unknown"`` where any spec attribute is unknown.
   """
   names = parse_group_spec(spec, attributes)
-  lengths = {len(np.asarray(attributes[n])) for n in attributes}
-  if len(lengths) > 1:
-    raise ValueError(
-        f"Attributes have different lengths {sorted(lengths)}; expected one per example")
-  n = lengths.pop() if lengths else 0
+  n = num_examples(attributes)
   groups = np.full(n, "", dtype=object)
   known = np.ones(n, bool)
   for i, name in enumerate(names):

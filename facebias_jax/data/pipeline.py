@@ -87,11 +87,16 @@ def _known_names_help(name: str) -> str:
           "custom config first (see the builder's module docstring).")
 
 
+def _default_manual_dir(builder) -> str:
+  """Where TFDS looks for manual files when no manual_dir is given."""
+  return os.path.join(str(builder.data_dir_root), "downloads", "manual")
+
+
 def _manual_help(builder, manual_dir: str | None) -> str:
   instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
   if not instructions:
     return ""
-  where = manual_dir or os.path.join(str(builder.data_dir_root), "downloads", "manual")
+  where = manual_dir or _default_manual_dir(builder)
   return (f"\nThis dataset is read from files you download yourself, into manual_dir="
           f"{where!r} (flag --manual_dir):\n{instructions.strip()}")
 
@@ -134,16 +139,15 @@ def load_source(name: str, *, split: str, data_dir: str | None = None,
                      + _known_names_help(name)) from e
 
   if not builder.is_prepared():
+    manual_help = _manual_help(builder, manual_dir)
     if not prepare:
       raise FileNotFoundError(
           f"Dataset {name!r} is not prepared in data_dir={str(builder.data_dir_root)!r} "
           f"(looked for {builder.data_dir}). Prepare it with "
           f"facebias_jax.data.pipeline.load_source({name!r}, split=..., prepare=True, "
-          "data_dir=...) or pass the data_dir where it was prepared."
-          + _manual_help(builder, manual_dir))
-    manual_help = _manual_help(builder, manual_dir)
+          "data_dir=...) or pass the data_dir where it was prepared." + manual_help)
     if manual_help:
-      manual = manual_dir or os.path.join(str(builder.data_dir_root), "downloads", "manual")
+      manual = manual_dir or _default_manual_dir(builder)
       if not os.path.isdir(manual):
         raise FileNotFoundError(f"Cannot prepare {name!r}: manual_dir {manual!r} does not "
                                 f"exist.{manual_help}")
@@ -358,7 +362,8 @@ def read_images(source: Sequence[Any], indices: Sequence[int]) -> list[np.ndarra
   """Decoded RGB uint8 images of the given records, stored size (for grids, CAM export)."""
   ids = np.asarray(indices, dtype=np.int64).reshape(-1)
   if len(ids) and (ids.min() < 0 or ids.max() >= len(source)):
-    raise ValueError(f"indices must be in [0, {len(source)}) for {_describe(source)}.")
+    raise ValueError(f"indices must be in [0, {len(source)}) for {_describe(source)}; got "
+                     f"min {ids.min()}, max {ids.max()}.")
   return [image for image, _ in _Reader(source).read_images(ids, want_mask=False)]
 
 

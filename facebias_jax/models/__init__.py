@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 from flax import nnx
 
 from facebias_jax.models.cnn import StandardCNN
@@ -49,7 +50,13 @@ def get_model(name: str, num_classes: int = 1, *, rngs: nnx.Rngs | None = None,
   if int(num_classes) != num_classes or num_classes < 1:
     raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
   try:
-    return MODELS[name](int(num_classes), rngs=rngs or nnx.Rngs(0), **kwargs)
+    # Every new parameter shape compiles its own small initialiser program on first
+    # use; with the partitionable threefry PRNG (JAX's default) those compile several
+    # times slower on CPU (seconds per shape for a ResNet). Initial values come from
+    # the non-partitionable variant instead: still deterministic from the seed, and
+    # the global setting is restored on exit.
+    with jax.threefry_partitionable(False):
+      return MODELS[name](int(num_classes), rngs=rngs or nnx.Rngs(0), **kwargs)
   except TypeError as e:
     if "unexpected keyword argument" not in str(e):
       raise

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facebias_jax.models.conv import fast_conv_general_dilated
 from facebias_jax.models.heads import not_linear_head_error
 
 # (filter multiplier, kernel size) of the four conv blocks, from the lab's model.
@@ -44,6 +45,25 @@ def check_image_size(image_size: int, model_name: str) -> int:
   return int(image_size) // _DOWNSAMPLE
 
 
+def check_input_shape(images: jnp.ndarray, image_size: int, model_name: str) -> None:
+  """Raises ValueError unless ``images`` is ``[B, image_size, image_size, 3]``.
+
+  Models that flatten their feature map (or decode back to pixels) are built for one
+  input size; any other size would fail deep inside a matmul with a cryptic shape.
+
+  Args:
+    images: the model input.
+    image_size: the side the model was built for.
+    model_name: registry name shown in the message, e.g. ``"standard_cnn"``.
+  """
+  if images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):
+    size = f"image_size={images.shape[1]}" if images.ndim == 4 else "your image size"
+    raise ValueError(
+        f"{model_name} expects images [B, {image_size}, {image_size}, 3], got "
+        f"{tuple(images.shape)}; build it with {size} "
+        f"(get_model({model_name!r}, image_size=...)) or resize the inputs.")
+
+
 class ConvStack(nnx.Module):
   """The lab's four conv blocks: Conv (stride 2, 'SAME') -> ReLU -> BatchNorm.
 
@@ -62,7 +82,8 @@ class ConvStack(nnx.Module):
     for mult, kernel in _CONV_BLOCKS:
       out = filters * mult
       self.convs.append(nnx.Conv(channels, out, (kernel, kernel), strides=(2, 2),
-                                 padding="SAME", rngs=rngs))
+                                 padding="SAME", rngs=rngs,
+                                 conv_general_dilated=fast_conv_general_dilated))
       self.norms.append(nnx.BatchNorm(out, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
                                       rngs=rngs))
       channels = out
@@ -94,16 +115,9 @@ class StandardCNN(nnx.Module):
     self.hidden = nnx.Linear(side * side * self.encoder.out_channels, hidden_dim, rngs=rngs)
     self.out = nnx.Linear(hidden_dim, num_classes, rngs=rngs)
 
-  def _check_input(self, images: jnp.ndarray) -> None:
-    if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-      raise ValueError(
-          f"standard_cnn expects images [B, {self.image_size}, {self.image_size}, 3], got "
-          f"{tuple(images.shape)}; build it with image_size={images.shape[1]} "
-          "(get_model('standard_cnn', image_size=...)) or resize the inputs.")
-
   def feature_map(self, images: jnp.ndarray) -> jnp.ndarray:
     """Last conv block output ``[B, image_size/16, image_size/16, 6 * filters]``."""
-    self._check_input(images)
+    check_input_shape(images, self.image_size, "standard_cnn")
     return self.encoder(images)
 
   def _head(self, fmap_bhwc: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -1,32 +1,39 @@
-"""A faster backward pass for strided convolutions on XLA:CPU.
+"""Faster strided and transposed convolutions for XLA:CPU, same parameters and values.
 
-Why: the input gradient of a stride-``s`` convolution is a convolution of the output
-gradient with ``lhs_dilation=s`` (the gradient with ``s - 1`` zeros between pixels).
-XLA:CPU (jaxlib 0.10) runs convolutions through YNNPACK only when they have no base
-(lhs) dilation; a dilated one falls back to Eigen's generic spatial convolution, whose
-patch extraction with inflation is scalar and also multiplies all the inserted zeros.
-For the 5x5 stride-2 layers of the MIT standard CNN this input gradient costs 6x the
-forward convolution (see docs/performance.md).
+Why: the input gradient of a stride-``s`` convolution, and the forward pass of a
+transposed convolution, are convolutions with ``lhs_dilation=s`` (an input with
+``s - 1`` zeros between pixels). XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK
+only when they have no base (lhs) dilation (and more than 16 channels on one side);
+a dilated one falls back to Eigen's generic spatial convolution, whose patch
+extraction with inflation is slow and multiplies every inserted zero. For the 5x5
+stride-2 layers of the MIT standard CNN that input gradient costs 6x the forward
+convolution, and the DB-VAE decoder's transposed convolutions are 3x to 6x slower than
+necessary (numbers in docs/performance.md).
 
-What: ``fast_conv_general_dilated`` is a drop-in replacement for
-``jax.lax.conv_general_dilated`` (the ``conv_general_dilated=`` argument of
-``nnx.Conv``) whose forward pass and filter gradient are the plain XLA ones but whose
-input gradient uses the *sub-pixel (phase) decomposition*: output pixel ``p`` of the
-input gradient only meets kernel taps ``t`` with ``t = (p + pad) mod s``, so all
-``s * s`` phases are computed by ONE stride-1 convolution of the (undilated) output
-gradient with a ``ceil(k / s)``-sized kernel holding the taps of every phase in its
-output channels, followed by a depth-to-space reshape. No zeros are multiplied and the
-convolution is a plain stride-1 one that XLA:CPU runs fast. Values are identical up to
-float32 summation order (tested against ``jax.grad`` of the plain convolution).
+What: the *sub-pixel (phase) decomposition*. Output pixel ``q = s * m + r`` of a
+dilated convolution only meets kernel taps of one parity class, so all ``s * s``
+phases are ONE stride-1 convolution of the undilated input with a ``ceil(k / s)``-sized
+kernel that stacks every phase's taps along its output channels, followed by a
+depth-to-space reshape. No zero is multiplied and XLA runs the stride-1 convolution on
+its fast path.
+
+- ``fast_conv_general_dilated``: drop-in for ``jax.lax.conv_general_dilated`` (the
+  ``conv_general_dilated=`` argument of ``nnx.Conv``). Strided convs keep XLA's forward
+  and filter gradient and get the phase input gradient (``jax.custom_vjp``);
+  lhs-dilated convs (transposed convs) run forward in phase form, with a strided-conv
+  input gradient and a filter gradient written as a strided conv's filter gradient.
+- ``fast_conv_transpose`` / ``ConvTranspose``: ``lax.conv_transpose`` /
+  ``nnx.ConvTranspose`` through that path.
 
 Switch: ``set_conv_impl("auto" | "fast" | "xla")`` (or the ``FACEBIAS_CONV_IMPL``
-environment variable). ``"auto"`` (default) uses the phase gradient only on the CPU
-backend and only for the layer shapes where it was measured faster (few channels,
-kernel larger than the stride: the standard CNN's first blocks); ``"fast"`` uses it for
-every eligible strided 2-D convolution; ``"xla"`` never. The choice is made when a
+environment variable). ``"auto"`` (default) takes the phase path only on the CPU
+backend and only for the shapes where it was measured faster; ``"fast"`` for every
+eligible float32 NHWC 2-D convolution; ``"xla"`` never. The choice is made when a
 function is traced, so set it before ``jax.jit`` compiles the model. Parameters are
-untouched (HWIO kernel, same shapes as ``nnx.Conv``), so checkpoints and the torch
-import are identical whichever implementation runs.
+untouched (HWIO kernels, same shapes and names as ``nnx.Conv``/``nnx.ConvTranspose``),
+so checkpoints and the torch import are identical whichever implementation runs;
+values and gradients match the plain ones up to float32 summation order
+(``tests/test_fast_conv.py``).
 """
 
 from __future__ import annotations
@@ -38,14 +45,18 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from flax.nnx.nn.linear import canonicalize_padding
 from jax import lax
 
 CONV_IMPLS = ("auto", "fast", "xla")
 _NHWC_DIMS = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ("NHWC", "HWIO", "NHWC"))
-# "auto" uses the phase gradient when in_channels * out_channels is at most this and
-# the kernel is larger than the stride. Measured on a 2-core AMD EPYC (AVX-512): faster
-# for 5x5 12->24 (6x) and 3x3 24->48 (1.4x), slower from 3x3 48->72 and for the ResNet
-# stages (64+ channels), where XLA's dilated convolution is already efficient.
+# "auto" uses the phase input gradient of a strided conv when in_channels *
+# out_channels is at most this and the kernel is larger than the stride. Measured on a
+# 2-core AMD EPYC (AVX-512): faster for 5x5 12->24 (6x) and 3x3 24->48 (1.4x), slower
+# from 3x3 48->72 and for the ResNet stages (64+ channels), where XLA's dilated
+# convolution is already efficient. Transposed convolutions (lhs-dilated forward) use
+# the phase form on CPU at every measured size (DB-VAE decoder: 1.2x to 4x per layer).
 _AUTO_MAX_CHANNEL_PRODUCT = 2048
 
 _conv_impl = os.environ.get("FACEBIAS_CONV_IMPL", "auto")
@@ -91,44 +102,83 @@ def _is_nhwc(dimension_numbers: Any) -> bool:
   return tuple(dimension_numbers) == ("NHWC", "HWIO", "NHWC")
 
 
-def _eligible(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
-              feature_group_count, batch_group_count, impl: str) -> bool:
-  """Whether the phase input gradient applies to (and, for "auto", pays off on) a conv."""
-  if impl == "xla":
-    return False
-  if (lhs.ndim != 4 or not _is_nhwc(dimension_numbers) or feature_group_count != 1
-      or batch_group_count != 1 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32):
-    return False
-  if any(d != 1 for d in (lhs_dilation or (1, 1))) or any(
-      d != 1 for d in (rhs_dilation or (1, 1))):
-    return False
-  strides = tuple(window_strides)
-  if all(s == 1 for s in strides):
-    return False  # The input gradient of a stride-1 conv has no dilation anyway.
+def _plain_2d(lhs, rhs, rhs_dilation, dimension_numbers, feature_group_count,
+              batch_group_count) -> bool:
+  """A float32 NHWC/HWIO 2-D convolution without groups or kernel dilation."""
+  return (lhs.ndim == 4 and _is_nhwc(dimension_numbers) and feature_group_count == 1
+          and batch_group_count == 1 and lhs.dtype == jnp.float32
+          and rhs.dtype == jnp.float32 and all(d == 1 for d in (rhs_dilation or (1, 1))))
+
+
+def _pays_off(rhs, steps: Sequence[int], impl: str, max_channel_product: int | None) -> bool:
+  """Whether "auto" (or "fast") should take the phase path for this kernel and step."""
   if impl == "fast":
     return True
-  kernel_hw = rhs.shape[:2]
   return (jax.default_backend() == "cpu"
-          and all(k > s for k, s in zip(kernel_hw, strides))
-          and rhs.shape[2] * rhs.shape[3] <= _AUTO_MAX_CHANNEL_PRODUCT)
+          and all(k > s for k, s in zip(rhs.shape[:2], steps))
+          and (max_channel_product is None
+               or rhs.shape[2] * rhs.shape[3] <= max_channel_product))
 
 
-def _phase_taps(kernel: int, stride: int, pad_lo: int) -> tuple[np.ndarray, int, int]:
+def _phase_taps(kernel: int, dilation: int, pad_lo: int) -> tuple[np.ndarray, int]:
   """Kernel-tap table of the phase decomposition along one spatial dimension.
 
-  Input pixel ``p = stride * m + r`` received ``g[i] * w[t]`` from every output ``i``
-  with ``stride * i + t - pad_lo = p``, i.e. ``t = r + pad_lo - stride * e`` with
-  ``e = i - m``. The phase conv reads ``g[m + e]`` for ``e`` in ``[e_lo, e_hi]``.
+  For a stride-1 convolution of an input dilated by ``dilation`` (``s``) and padded by
+  ``pad_lo``, output ``q = s * m + r`` meets input ``i`` through tap
+  ``t = s * (i - m) + pad_lo - r``. Writing ``e = i - m``, phase ``r`` is a stride-1
+  correlation of the undilated input with taps ``e`` in ``[e_lo, e_hi]``.
 
   Returns:
-    ``(taps [D, stride] int, with -1 where no tap, e_lo, e_hi)``.
+    ``(taps [D, s] int, -1 where a phase has no tap at that offset; e_lo)``.
   """
-  us = [r + pad_lo for r in range(stride)]
-  e_lo = min(-((kernel - 1 - u) // stride) for u in us)  # ceil((u - k + 1) / s)
-  e_hi = max(u // stride for u in us)
-  taps = np.array([[u - stride * e for u in us] for e in range(e_lo, e_hi + 1)])
+  s = dilation
+  e_lo = min(-((pad_lo - r) // s) for r in range(s))  # ceil((r - pad_lo) / s)
+  e_hi = max((kernel - 1 - pad_lo + r) // s for r in range(s))
+  taps = np.array([[s * e + pad_lo - r for r in range(s)] for e in range(e_lo, e_hi + 1)])
   taps[(taps < 0) | (taps >= kernel)] = -1
-  return taps, e_lo, e_hi
+  return taps, e_lo
+
+
+def phase_dilated_conv(x: jax.Array, w: jax.Array, lhs_dilation: Sequence[int],
+                       padding: Sequence[tuple[int, int]]) -> jax.Array:
+  """``conv_general_dilated(x, w, (1, 1), padding, lhs_dilation)`` by phase decomposition.
+
+  This is the forward pass of a transposed convolution and (with a flipped kernel) the
+  input gradient of a strided one. Instead of convolving the zero-interleaved input,
+  one stride-1 convolution of the original ``x`` with a kernel that stacks the taps of
+  all ``s * s`` output phases along its output channels is reshaped depth-to-space.
+
+  Args:
+    x: ``[N, H, W, I]`` (NHWC).
+    w: ``[KH, KW, I, O]`` (HWIO).
+    lhs_dilation: ``(sh, sw)``.
+    padding: explicit ``((lo, hi), (lo, hi))`` of the dilated input (may be negative).
+
+  Returns:
+    ``[N, OH, OW, O]`` with ``OH = (H - 1) * sh + 1 + lo + hi - KH + 1``.
+  """
+  n, h, wd, _ = x.shape
+  kh, kw, ci, co = w.shape
+  sh, sw = (int(v) for v in lhs_dilation)
+  (ly, hy), (lx, hx) = padding
+  out_h = (h - 1) * sh + 1 + ly + hy - kh + 1
+  out_w = (wd - 1) * sw + 1 + lx + hx - kw + 1
+  taps_y, ey_lo = _phase_taps(kh, sh, ly)
+  taps_x, ex_lo = _phase_taps(kw, sw, lx)
+  dy, dx = taps_y.shape[0], taps_x.shape[0]
+  # Phase kernel V[jy, jx, i, (ry, rx, o)] = w[taps_y[jy, ry], taps_x[jx, rx], i, o].
+  gathered = w[np.maximum(taps_y, 0)[:, None, :, None], np.maximum(taps_x, 0)[None, :, None, :]]
+  valid = (taps_y >= 0)[:, None, :, None] & (taps_x >= 0)[None, :, None, :]
+  gathered = gathered * jnp.asarray(valid, w.dtype)[..., None, None]
+  kernel = gathered.transpose(0, 1, 4, 2, 3, 5).reshape(dy, dx, ci, sh * sw * co)
+  my, mx = -(-out_h // sh), -(-out_w // sw)
+  # Pad (or crop, where negative) x so that a VALID conv yields exactly my x mx rows.
+  x = lax.pad(x, jnp.zeros((), x.dtype),
+              ((0, 0, 0), (-ey_lo, my + dy - 1 + ey_lo - h, 0),
+               (-ex_lo, mx + dx - 1 + ex_lo - wd, 0), (0, 0, 0)))
+  out = lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC_DIMS)
+  out = out.reshape(n, my, mx, sh, sw, co).transpose(0, 1, 3, 2, 4, 5)
+  return out.reshape(n, my * sh, mx * sw, co)[:, :out_h, :out_w]
 
 
 def phase_input_gradient(g: jax.Array, w: jax.Array, strides: Sequence[int],
@@ -143,27 +193,18 @@ def phase_input_gradient(g: jax.Array, w: jax.Array, strides: Sequence[int],
     in_hw: ``(H, W)`` of the forward input.
 
   Returns:
-    ``[N, H, W, I]``, equal to the transpose of the forward convolution applied to ``g``.
+    ``[N, H, W, I]``, the transpose of the forward convolution applied to ``g``.
   """
-  n, oh, ow, _ = g.shape
-  kh, kw, ci, co = w.shape
-  (sh, sw), (h, wd) = strides, in_hw
-  taps_y, ey_lo, ey_hi = _phase_taps(kh, sh, padding[0][0])
-  taps_x, ex_lo, ex_hi = _phase_taps(kw, sw, padding[1][0])
-  # Phase kernel V[jy, jx, o, (ry, rx, i)] = w[taps_y[jy, ry], taps_x[jx, rx], i, o].
-  gathered = w[np.maximum(taps_y, 0)[:, None, :, None], np.maximum(taps_x, 0)[None, :, None, :]]
-  valid = (taps_y >= 0)[:, None, :, None] & (taps_x >= 0)[None, :, None, :]
-  gathered = gathered * jnp.asarray(valid, w.dtype)[..., None, None]
-  dy, dx = taps_y.shape[0], taps_x.shape[0]
-  kernel = gathered.transpose(0, 1, 5, 2, 3, 4).reshape(dy, dx, co, sh * sw * ci)
-  my, mx = -(-h // sh), -(-wd // sw)
-  # Pad (or crop, when negative) g so that a VALID conv yields exactly my x mx rows.
-  g = lax.pad(g, jnp.zeros((), g.dtype),
-              ((0, 0, 0), (-ey_lo, my - oh + ey_hi, 0), (-ex_lo, mx - ow + ex_hi, 0),
-               (0, 0, 0)))
-  out = lax.conv_general_dilated(g, kernel, (1, 1), "VALID", dimension_numbers=_NHWC_DIMS)
-  out = out.reshape(n, my, mx, sh, sw, ci).transpose(0, 1, 3, 2, 4, 5)
-  return out.reshape(n, my * sh, mx * sw, ci)[:, :h, :wd]
+  # The transpose of a strided conv is a conv of the dilated gradient with the
+  # spatially flipped, in/out-swapped kernel (what jax.grad emits, minus the zeros).
+  kh, kw = w.shape[:2]
+  oh, ow = g.shape[1:3]
+  pads = []
+  for k, s, (lo, _), size, out in zip((kh, kw), strides, padding, in_hw, (oh, ow)):
+    lo_t = k - 1 - lo
+    pads.append((lo_t, size + k - 1 - (out - 1) * s - 1 - lo_t))
+  w_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+  return phase_dilated_conv(g, w_t, strides, pads)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -189,26 +230,140 @@ def _phase_conv_bwd(strides, padding, residuals, g):
 _phase_conv.defvjp(_phase_conv_fwd, _phase_conv_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _phase_dilated(x: jax.Array, w: jax.Array, lhs_dilation: tuple[int, int],
+                   padding: tuple[tuple[int, int], ...]) -> jax.Array:
+  return phase_dilated_conv(x, w, lhs_dilation, padding)
+
+
+def _phase_dilated_fwd(x, w, lhs_dilation, padding):
+  return _phase_dilated(x, w, lhs_dilation, padding), (x, w)
+
+
+def _phase_dilated_bwd(lhs_dilation, padding, residuals, g):
+  x, w = residuals
+  kh, kw = w.shape[:2]
+  h, wd = x.shape[1:3]
+  # Input gradient: JAX's transpose of an lhs-dilated conv is a plain strided conv.
+  _, x_vjp = jax.vjp(
+      lambda x_: lax.conv_general_dilated(x_, w, (1, 1), padding, lhs_dilation=lhs_dilation,
+                                          dimension_numbers=_NHWC_DIMS), x)
+  # Filter gradient: dw[k-1-t] = sum_i x[i] g[s*i + t - (k-1-lo)], i.e. the filter
+  # gradient of a stride-s conv over (padded) g with output gradient x, flipped.
+  # JAX would emit it as another lhs-dilated conv (slow on CPU); this form is not.
+  g_pad = lax.pad(g, jnp.zeros((), g.dtype), (
+      (0, 0, 0),
+      (kh - 1 - padding[0][0], lhs_dilation[0] * (h - 1) + padding[0][0] + 1 - g.shape[1], 0),
+      (kw - 1 - padding[1][0], lhs_dilation[1] * (wd - 1) + padding[1][0] + 1 - g.shape[2], 0),
+      (0, 0, 0)))
+  w_flipped_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+  _, w_vjp = jax.vjp(
+      lambda v: lax.conv_general_dilated(g_pad, v, lhs_dilation, "VALID",
+                                         dimension_numbers=_NHWC_DIMS), w_flipped_t)
+  dw = jnp.flip(w_vjp(x)[0], (0, 1)).swapaxes(2, 3)
+  return x_vjp(g)[0], dw
+
+
+_phase_dilated.defvjp(_phase_dilated_fwd, _phase_dilated_bwd)
+
+
 def fast_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                               rhs_dilation=None, dimension_numbers=None,
                               feature_group_count=1, batch_group_count=1, precision=None,
                               preferred_element_type=None, out_sharding=None):
-  """``lax.conv_general_dilated`` with the phase input gradient where it pays off.
+  """``lax.conv_general_dilated`` with the phase decomposition where it pays off.
 
-  Same signature and forward values as ``jax.lax.conv_general_dilated``; pass it as
+  Same signature, values and gradients as ``jax.lax.conv_general_dilated``; pass it as
   ``nnx.Conv(..., conv_general_dilated=fast_conv_general_dilated)``. Convolutions that
-  are not eligible (see ``set_conv_impl``), or that ask for a precision, preferred
-  element type or output sharding, go to ``lax.conv_general_dilated`` unchanged.
+  are not eligible (see ``set_conv_impl``: float32 NHWC/HWIO 2-D, no groups or kernel
+  dilation, explicit padding for lhs-dilated ones), or that ask for a precision,
+  preferred element type or output sharding, go to ``lax.conv_general_dilated``.
   """
   impl = get_conv_impl()
-  if (precision is None and preferred_element_type is None and out_sharding is None
-      and _eligible(lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
-                    dimension_numbers, feature_group_count, batch_group_count, impl)):
-    strides = tuple(int(s) for s in window_strides)
-    pads = _pad_pairs(padding, lhs.shape[1:3], rhs.shape[:2], strides)
-    return _phase_conv(lhs, rhs, strides, pads)
+  strides = tuple(int(v) for v in window_strides)
+  dilation = tuple(int(v) for v in (lhs_dilation or (1,) * len(strides)))
+  if (impl != "xla" and precision is None and preferred_element_type is None
+      and out_sharding is None
+      and _plain_2d(lhs, rhs, rhs_dilation, dimension_numbers, feature_group_count,
+                    batch_group_count)):
+    if all(s == 1 for s in dilation) and any(s > 1 for s in strides):
+      if _pays_off(rhs, strides, impl, _AUTO_MAX_CHANNEL_PRODUCT):
+        pads = _pad_pairs(padding, lhs.shape[1:3], rhs.shape[:2], strides)
+        return _phase_conv(lhs, rhs, strides, pads)
+    elif all(s == 1 for s in strides) and any(s > 1 for s in dilation):
+      # A transposed convolution's forward pass (gradients: _phase_dilated_bwd).
+      if _pays_off(rhs, dilation, impl, None) and not isinstance(padding, str):
+        return _phase_dilated(lhs, rhs, dilation,
+                              tuple((int(lo), int(hi)) for lo, hi in padding))
   kwargs = {} if out_sharding is None else {"out_sharding": out_sharding}
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                   rhs_dilation, dimension_numbers, feature_group_count,
                                   batch_group_count, precision, preferred_element_type,
                                   **kwargs)
+
+
+def _conv_transpose_pads(kernel: int, stride: int, padding) -> tuple[int, int]:
+  """Padding of ``lax.conv_transpose`` for one dimension (same rule as JAX's)."""
+  if padding == "SAME":
+    pad_len = kernel + stride - 2
+    pad_a = kernel - 1 if stride > kernel - 1 else int(np.ceil(pad_len / 2))
+  elif padding == "VALID":
+    pad_len = kernel + stride - 2 + max(kernel - stride, 0)
+    pad_a = kernel - 1
+  else:
+    raise ValueError(f"padding must be 'SAME', 'VALID' or explicit pairs, got {padding!r}")
+  return pad_a, pad_len - pad_a
+
+
+def fast_conv_transpose(lhs: jax.Array, rhs: jax.Array, strides: Sequence[int],
+                        padding: str | Sequence[tuple[int, int]]) -> jax.Array:
+  """``lax.conv_transpose`` (NHWC/HWIO, ``transpose_kernel=False``) via the phase form.
+
+  Args:
+    lhs: ``[N, H, W, I]``.
+    rhs: ``[KH, KW, I, O]``.
+    strides: ``(sh, sw)`` upsampling factors.
+    padding: ``"SAME"``/``"VALID"`` (of the forward conv) or explicit ``(lo, hi)``
+      pairs applied to the dilated input, as for ``lax.conv_transpose``.
+
+  Returns:
+    The same values as ``lax.conv_transpose(lhs, rhs, strides, padding,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"))``.
+  """
+  if isinstance(padding, str):
+    # As lax.conv_transpose: a string names the padding of the forward conv.
+    pads = tuple(_conv_transpose_pads(k, int(s), padding)
+                 for k, s in zip(rhs.shape[:2], strides))
+  else:
+    # Explicit pairs pad the dilated input directly (lax.conv_transpose semantics).
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  return fast_conv_general_dilated(lhs, rhs, (1, 1), pads, lhs_dilation=tuple(strides),
+                                   dimension_numbers=_NHWC_DIMS)
+
+
+class ConvTranspose(nnx.ConvTranspose):
+  """``nnx.ConvTranspose`` whose plain 2-D case runs through ``fast_conv_transpose``.
+
+  Same constructor, parameters (HWIO ``kernel``, ``bias``) and outputs as
+  ``nnx.ConvTranspose``; masked, circular-padded, kernel-dilated, transposed-kernel
+  or non-float32 layers fall back to the parent implementation.
+  """
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    kernel_dilation = self.kernel_dilation or 1
+    simple = (inputs.ndim == 4 and self.mask is None and not self.transpose_kernel
+              and self.padding != "CIRCULAR" and self.dtype in (None, jnp.float32)
+              and inputs.dtype == jnp.float32 and self.precision is None
+              and self.preferred_element_type is None
+              and all(d == 1 for d in np.atleast_1d(kernel_dilation)))
+    if not simple:
+      return super().__call__(inputs)
+    strides = self.strides or 1
+    strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+    padding = self.padding
+    if not isinstance(padding, str):
+      padding = canonicalize_padding(padding, 2)
+    y = fast_conv_transpose(inputs, self.kernel[...], strides, padding)
+    if self.bias is not None:
+      y = y + self.bias[...]
+    return y

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from facebias_jax.models.cnn import StandardCNN, check_image_size
+from facebias_jax.models.cnn import StandardCNN, check_image_size, check_input_shape
+from facebias_jax.models.conv import ConvTranspose
 from facebias_jax.models.heads import not_linear_head_error
 from facebias_jax.models.resnet import RESNETS
 
@@ -75,11 +76,11 @@ class Decoder(nnx.Module):
     self.deconvs = nnx.List()
     channels = self.start_channels
     for mult, kernel in _DECODER_BLOCKS:
-      self.deconvs.append(nnx.ConvTranspose(channels, filters * mult, (kernel, kernel),
-                                            strides=(2, 2), padding="SAME", rngs=rngs))
+      self.deconvs.append(ConvTranspose(channels, filters * mult, (kernel, kernel),
+                                        strides=(2, 2), padding="SAME", rngs=rngs))
       channels = filters * mult
-    self.to_rgb = nnx.ConvTranspose(channels, 3, (5, 5), strides=(2, 2), padding="SAME",
-                                    rngs=rngs)
+    self.to_rgb = ConvTranspose(channels, 3, (5, 5), strides=(2, 2), padding="SAME",
+                                rngs=rngs)
 
   def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
     x = jax.nn.relu(self.dense(z))
@@ -134,16 +135,9 @@ class DBVAE(nnx.Module):
     k, d = self.num_classes, self.latent_dim
     return out[:, :k], out[:, k:k + d], out[:, k + d:]
 
-  def _check_input(self, images: jnp.ndarray) -> None:
-    if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-      raise ValueError(
-          f"dbvae expects images [B, {self.image_size}, {self.image_size}, 3], got "
-          f"{tuple(images.shape)}; build it with image_size={images.shape[1]} "
-          "(get_model('dbvae', image_size=...)) or resize the inputs.")
-
   def feature_map(self, images: jnp.ndarray) -> jnp.ndarray:
     """The encoder's last conv feature map ``[B, h, w, C]``."""
-    self._check_input(images)
+    check_input_shape(images, self.image_size, "dbvae")
     return self.encoder.feature_map(images)
 
   def logits_from_feature_map(self, fmap_bhwc: jnp.ndarray) -> jnp.ndarray:
@@ -198,7 +192,7 @@ class DBVAE(nnx.Module):
       (the encoder's input to its last Dense layer), ``mu``, ``logvar``, ``z`` and
       ``reconstruction`` ``[B, H, W, 3]``.
     """
-    self._check_input(images)
+    check_input_shape(images, self.image_size, "dbvae")
     out, enc_aux = self.encoder(images)
     logits, mu, logvar = self._split(out)
     z = reparameterize(mu, logvar, rngs)

@@ -45,11 +45,16 @@ def _bn(channels: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 
 class _Block(nnx.Module):
-  """Shared shortcut logic of the residual blocks (torchvision ``downsample``)."""
+  """A residual block, ``relu(residual(x) + shortcut(x))`` (torchvision layout).
 
-  expansion = 1
+  Subclasses build their convs in ``__init__`` (then call :meth:`_init_shortcut`, so
+  parameters are created in torchvision's order) and define :meth:`_residual`.
+  """
+
+  expansion = 1  # Output channels = expansion * channels.
 
   def _init_shortcut(self, in_ch: int, out_ch: int, stride: int, rngs: nnx.Rngs) -> None:
+    # torchvision's `downsample`: only where the identity would not fit.
     if stride != 1 or in_ch != out_ch:
       self.downsample_conv = _conv(in_ch, out_ch, 1, stride, rngs=rngs)
       self.downsample_bn = _bn(out_ch, rngs=rngs)
@@ -62,6 +67,9 @@ class _Block(nnx.Module):
       return x
     return self.downsample_bn(self.downsample_conv(x))
 
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    return jax.nn.relu(self._residual(x) + self._shortcut(x))
+
 
 class BasicBlock(_Block):
   """Two 3x3 convs (ResNet-18/34).
@@ -73,8 +81,6 @@ class BasicBlock(_Block):
     rngs: parameter initialisation keys.
   """
 
-  expansion = 1
-
   def __init__(self, in_channels: int, channels: int, stride: int = 1, *, rngs: nnx.Rngs):
     self.conv1 = _conv(in_channels, channels, 3, stride, rngs=rngs)
     self.bn1 = _bn(channels, rngs=rngs)
@@ -82,10 +88,9 @@ class BasicBlock(_Block):
     self.bn2 = _bn(channels, rngs=rngs)
     self._init_shortcut(in_channels, channels, stride, rngs)
 
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+  def _residual(self, x: jnp.ndarray) -> jnp.ndarray:
     y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
-    return jax.nn.relu(y + self._shortcut(x))
+    return self.bn2(self.conv2(y))
 
 
 class Bottleneck(_Block):
@@ -110,11 +115,10 @@ class Bottleneck(_Block):
     self.bn3 = _bn(out, rngs=rngs)
     self._init_shortcut(in_channels, out, stride, rngs)
 
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+  def _residual(self, x: jnp.ndarray) -> jnp.ndarray:
     y = jax.nn.relu(self.bn1(self.conv1(x)))
     y = jax.nn.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
-    return jax.nn.relu(y + self._shortcut(x))
+    return self.bn3(self.conv3(y))
 
 
 class ResNet(nnx.Module):

@@ -6,14 +6,18 @@ Each concern lives here exactly once:
   there: names the path and points to the instructions) and :class:`AnnotationError`
   (a malformed annotation line: names the file and the 1-based line number);
 * annotation files: :func:`read_text_lines` and :func:`read_csv` (any of ``\\n``,
-  ``\\r\\n`` or ``\\r``-only line endings, UTF-8 with or without BOM, line numbers kept);
+  ``\\r\\n`` or ``\\r``-only line endings, UTF-8 with or without BOM, line numbers kept),
+  and :func:`lookup` (a label value through a table of accepted spellings);
 * images: :class:`ImageReader` (decode with OpenCV, detect corrupt *and truncated*
   files, skip and count them or raise under ``strict``), cropping / resizing helpers
   and :func:`encode_jpeg`;
 * faces: :func:`detect_largest_face` (OpenCV's frontal-face Haar cascade) and
   :func:`face_crop` (largest face plus a margin, centre-crop fallback);
+* records: :func:`base_features` / :func:`base_record` (``image``, ``filename``,
+  ``label``, ``is_face``) and :func:`finish_config` (the shared config checks);
 * :class:`ManualBuilder`: the base of every builder here (ArrayRecord by default so
-  ``tfds.data_source`` works, a ``strict`` option, the manual_dir lookup);
+  ``tfds.data_source`` works, a ``strict`` option, the manual_dir lookup, the
+  shared ``DatasetInfo``);
 * :class:`FaceSource`: what a face dataset exposes so the faces-vs-non-faces mixture
   builder can combine it with negatives without knowing its format.
 
@@ -143,13 +147,18 @@ def read_csv(path: os.PathLike | str) -> tuple[list[str], list[tuple[int, list[s
   return header, rows
 
 
+def normalize_name(name: str) -> str:
+  """Lower case, ``_``/``-`` as spaces: how column names and label values are matched."""
+  return name.strip().lower().replace("_", " ").replace("-", " ")
+
+
 def resolve_columns(path: os.PathLike | str, header: Sequence[str],
                     columns: Mapping[str, Sequence[str]], *,
                     optional: Sequence[str] = ()) -> dict[str, int]:
   """Maps canonical column names to their index in ``header``.
 
-  Matching is case-insensitive and treats ``_``/``-``/space alike, so ``"skin color"``,
-  ``"Skin_Color"`` and ``"skin-color"`` are one column.
+  Matching goes through :func:`normalize_name`, so ``"skin color"``, ``"Skin_Color"``
+  and ``"skin-color"`` are one column.
 
   Args:
     path: the CSV file (for the error message).
@@ -163,13 +172,11 @@ def resolve_columns(path: os.PathLike | str, header: Sequence[str],
   Raises:
     AnnotationError: a required column is missing (line 1; lists the header).
   """
-  def norm(name: str) -> str:
-    return name.strip().lower().replace("_", " ").replace("-", " ")
-
-  index = {norm(h): i for i, h in enumerate(header)}
+  index = {normalize_name(h): i for i, h in enumerate(header)}
   found = {}
   for canonical, spellings in columns.items():
-    hit = next((index[norm(s)] for s in spellings if norm(s) in index), None)
+    hit = next((index[normalize_name(s)] for s in spellings
+                if normalize_name(s) in index), None)
     if hit is not None:
       found[canonical] = hit
     elif canonical not in optional:
@@ -189,6 +196,28 @@ def parse_int(path: os.PathLike | str, line_no: int, value: str, what: str, *,
   if valid is not None and number not in valid:
     raise AnnotationError(path, line_no, f"{what} must be one of {list(valid)}, got {number}.")
   return number
+
+
+def lookup(path: os.PathLike | str, line_no: int, table: Mapping[str, int], value: str,
+           what: str, *, expected: Sequence[str] | None = None) -> int:
+  """``table[value]`` (keys compared by :func:`normalize_name`), or an AnnotationError.
+
+  Args:
+    path: the annotation file (for the error message).
+    line_no: 1-based line of ``value``.
+    table: normalised spelling -> code, e.g. ``{"male": 1, "female": 0}``.
+    value: the cell as written in the file.
+    what: the field, e.g. ``"gender"``.
+    expected: the canonical values listed in the error (default: the table's keys).
+
+  Returns:
+    The code of ``value``.
+  """
+  key = normalize_name(value)
+  if key not in table:
+    valid = list(expected) if expected is not None else sorted(set(table))
+    raise AnnotationError(path, line_no, f"unknown {what} {value!r}; expected one of {valid}.")
+  return table[key]
 
 
 # ----------------------------------------------------------------------------- images
@@ -468,6 +497,12 @@ def base_features(image_size: int) -> dict[str, tfds.features.FeatureConnector]:
   }
 
 
+def base_record(image_rgb: np.ndarray, filename: str, *, is_face: bool) -> dict[str, Any]:
+  """The :func:`base_features` fields of one record; the image is JPEG-encoded as is."""
+  return {"image": encode_jpeg(image_rgb), "filename": filename, "label": int(is_face),
+          "is_face": np.int32(is_face)}
+
+
 @dataclasses.dataclass(frozen=True)
 class FaceSource:
   """What a face dataset module gives the faces-vs-non-faces mixture builder.
@@ -494,6 +529,24 @@ class FaceSource:
   split_fractions: Mapping[str, float]
 
 
+def finish_config(config: tfds.core.BuilderConfig, description: str) -> None:
+  """What every builder config here does in ``__post_init__`` after its own checks.
+
+  Rejects an ``image_size`` below 8 pixels, and fills in ``version`` (the builders'
+  ``VERSION``) and ``description`` when they were left unset.
+
+  Raises:
+    ValueError: ``config.image_size`` is too small (names the config and the value).
+  """
+  if int(config.image_size) < 8:
+    raise ValueError(f"{type(config).__name__} {config.name!r}: image_size="
+                     f"{config.image_size} is too small; use at least 8 pixels.")
+  if config.version is None:
+    config.version = ManualBuilder.VERSION
+  if config.description is None:
+    config.description = description
+
+
 @dataclasses.dataclass(eq=False)
 class SizeConfig(tfds.core.BuilderConfig):
   """A builder config that only sets the output image side (``size_<n>``)."""
@@ -501,13 +554,7 @@ class SizeConfig(tfds.core.BuilderConfig):
   image_size: int = 64
 
   def __post_init__(self):
-    if int(self.image_size) < 8:
-      raise ValueError(f"config {self.name!r}: image_size={self.image_size} is too small; "
-                       "use at least 8 pixels.")
-    if self.version is None:
-      self.version = ManualBuilder.VERSION
-    if self.description is None:
-      self.description = f"images resized to {self.image_size}x{self.image_size}"
+    finish_config(self, f"images resized to {self.image_size}x{self.image_size}")
 
 
 def size_configs(sizes: Sequence[int]) -> list[SizeConfig]:
@@ -538,6 +585,19 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     # split -> the summary line logged after writing it (counts of skipped images...).
     self.summaries: dict[str, str] = {}
     super().__init__(file_format=file_format or "array_record", **kwargs)
+
+  def _dataset_info(self, features: Mapping[str, Any], *,
+                    homepage: str | None = None) -> tfds.core.DatasetInfo:
+    """The ``_info`` of every builder here: :func:`base_features` plus ``features``."""
+    size = int(self.builder_config.image_size)
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({**base_features(size), **features}),
+        supervised_keys=("image", "label"),
+        # Records keep the source's order (file names, metadata rows); the samplers
+        # shuffle, and skipping TFDS's shuffle makes preparing faster.
+        disable_shuffling=True,
+        homepage=homepage,
+    )
 
   def _manual_root(self, dl_manager: tfds.download.DownloadManager) -> epath.Path:
     """``dl_manager.manual_dir``, with a clear error when it is absent or empty."""

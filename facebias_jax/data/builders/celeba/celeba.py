@@ -88,18 +88,12 @@ class CelebaConfig(tfds.core.BuilderConfig):
   crop_box: tuple[int, int, int, int] = DEFAULT_CROP_BOX
 
   def __post_init__(self):
-    if int(self.image_size) < 8:
-      raise ValueError(f"CelebaConfig {self.name!r}: image_size={self.image_size} is too "
-                       "small; use at least 8 pixels.")
     x0, y0, x1, y1 = self.crop_box
     if not (x1 > x0 and y1 > y0):
       raise ValueError(f"CelebaConfig {self.name!r}: crop_box={self.crop_box} must be "
                        "(x0, y0, x1, y1) with x1 > x0 and y1 > y0.")
-    if self.version is None:
-      self.version = common.ManualBuilder.VERSION
-    if self.description is None:
-      self.description = (f"crop {self.crop_box} of the aligned 178x218 images, resized "
-                          f"to {self.image_size}x{self.image_size}")
+    common.finish_config(self, f"crop {self.crop_box} of the aligned 178x218 images, "
+                         f"resized to {self.image_size}x{self.image_size}")
 
 
 # ------------------------------------------------------------------ annotation parsing
@@ -265,13 +259,9 @@ def make_record(image: np.ndarray, attributes: dict[str, int], *, filename: str,
   sx, sy = w / ALIGNED_HW[1], h / ALIGNED_HW[0]
   x0, y0, x1, y1 = crop_box
   box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-  record = {
-      "image": common.encode_jpeg(common.crop_resize(image, box, image_size)),
-      "filename": filename,
-      "label": 1,
-      "is_face": np.int32(1),
-      "identity": np.int32(identity),
-  }
+  record = common.base_record(common.crop_resize(image, box, image_size), filename,
+                              is_face=True)
+  record["identity"] = np.int32(identity)
   for name in ATTRIBUTES:
     record[name] = np.int32(attributes[name])
   if landmarks is None:
@@ -388,15 +378,8 @@ class FacebiasCeleba(common.ManualBuilder):
   DEFAULT_BUILDER_CONFIG_NAME = "crop_64"
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = int(self.builder_config.image_size)
-    features = {**common.base_features(size), **attribute_features(size)}
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(features),
-        supervised_keys=("image", "label"),
-        # Records keep file-name order; the samplers shuffle.
-        disable_shuffling=True,
-        homepage="http://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",
-    )
+    return self._dataset_info(attribute_features(self.builder_config.image_size),
+                              homepage="http://mmlab.ie.cuhk.edu.hk/projects/CelebA.html")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

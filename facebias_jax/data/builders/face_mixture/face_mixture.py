@@ -69,15 +69,9 @@ class MixtureConfig(tfds.core.BuilderConfig):
     if self.face_source not in FACE_SOURCES:
       raise ValueError(f"MixtureConfig {self.name!r}: face_source={self.face_source!r} is "
                        f"not one of {sorted(FACE_SOURCES)}.")
-    if int(self.image_size) < 8:
-      raise ValueError(f"MixtureConfig {self.name!r}: image_size={self.image_size} is too "
-                       "small; use at least 8 pixels.")
-    if self.version is None:
-      self.version = common.ManualBuilder.VERSION
-    if self.description is None:
-      self.description = (f"{self.face_source} faces (label 1) vs images of "
-                          f"{self.negatives_dir}/ (label 0), {self.image_size}x"
-                          f"{self.image_size}")
+    common.finish_config(self, f"{self.face_source} faces (label 1) vs images of "
+                         f"{self.negatives_dir}/ (label 0), {self.image_size}x"
+                         f"{self.image_size}")
 
 
 def unknown_value(feature: tfds.features.FeatureConnector):
@@ -105,13 +99,8 @@ class FacebiasFaceMixture(common.ManualBuilder):
     return FACE_SOURCES[self.builder_config.face_source]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = int(self.builder_config.image_size)
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({**common.base_features(size),
-                                             **self._source.attribute_features(size)}),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-    )
+    return self._dataset_info(
+        self._source.attribute_features(self.builder_config.image_size))
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

@@ -57,23 +57,11 @@ manual_dir:
 """
 
 
-def _norm(value: str) -> str:
-  return value.strip().lower().replace("_", " ").replace("-", " ")
-
-
-_AGE_INDEX = {_norm(b): i for i, b in enumerate(AGE_BINS)}
-_AGE_INDEX[_norm("70+")] = len(AGE_BINS) - 1
-_RACE_INDEX = {_norm(r): i for i, r in enumerate(RACES)}
+_AGE_INDEX = {common.normalize_name(b): i for i, b in enumerate(AGE_BINS)}
+_AGE_INDEX[common.normalize_name("70+")] = len(AGE_BINS) - 1
+_RACE_INDEX = {common.normalize_name(r): i for i, r in enumerate(RACES)}
 _GENDER = {"male": 1, "female": 0}
 _BOOL = {"true": 1, "false": 0, "1": 1, "0": 0}
-
-
-def _lookup(path, line_no, table: dict, value: str, what: str, valid) -> int:
-  key = _norm(value)
-  if key not in table:
-    raise common.AnnotationError(path, line_no, f"unknown {what} {value!r}; expected one "
-                                 f"of {list(valid)}.")
-  return table[key]
 
 
 def read_labels(path: epath.Path) -> list[dict]:
@@ -85,14 +73,16 @@ def read_labels(path: epath.Path) -> list[dict]:
     if len(cells) < len(header):
       raise common.AnnotationError(path, line_no, f"expected {len(header)} fields "
                                    f"({', '.join(header)}), got {len(cells)}.")
-    age_bin = _lookup(path, line_no, _AGE_INDEX, cells[cols["age"]], "age bin", AGE_BINS)
+    def lookup(table, column, what, expected):
+      return common.lookup(path, line_no, table, cells[cols[column]], what,
+                           expected=expected)
+
     parsed.append({
-        "file": cells[cols["file"]], "line_no": line_no, "age_bin": age_bin,
-        "Male": _lookup(path, line_no, _GENDER, cells[cols["gender"]], "gender",
-                        ("Male", "Female")),
-        "race": _lookup(path, line_no, _RACE_INDEX, cells[cols["race"]], "race", RACES),
-        "service_test": (_lookup(path, line_no, _BOOL, cells[cols["service_test"]],
-                                 "service_test", ("True", "False"))
+        "file": cells[cols["file"]], "line_no": line_no,
+        "age_bin": lookup(_AGE_INDEX, "age", "age bin", AGE_BINS),
+        "Male": lookup(_GENDER, "gender", "gender", ("Male", "Female")),
+        "race": lookup(_RACE_INDEX, "race", "race", RACES),
+        "service_test": (lookup(_BOOL, "service_test", "service_test", ("True", "False"))
                          if "service_test" in cols else -1),
     })
   return parsed
@@ -130,8 +120,7 @@ def examples(root: epath.Path, split: str, image_size: int, reader: common.Image
     if image is None:
       continue
     yield row["file"], {
-        "image": common.encode_jpeg(common.resize(image, (size, size))),
-        "filename": row["file"], "label": 1, "is_face": np.int32(1),
+        **common.base_record(common.resize(image, (size, size)), row["file"], is_face=True),
         "Male": np.int32(row["Male"]), "age_bin": np.int32(row["age_bin"]),
         "Young": np.int32(row["age_bin"] < YOUNG_BINS), "race": np.int32(row["race"]),
         "service_test": np.int32(row["service_test"]),
@@ -152,14 +141,8 @@ class FacebiasFairface(common.ManualBuilder):
   DEFAULT_BUILDER_CONFIG_NAME = "size_64"
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = int(self.builder_config.image_size)
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({**common.base_features(size),
-                                             **attribute_features(size)}),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-        homepage="https://github.com/joojs/fairface",
-    )
+    return self._dataset_info(attribute_features(self.builder_config.image_size),
+                              homepage="https://github.com/joojs/fairface")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Iterator, Mapping
 
 from etils import epath
-import numpy as np
 import tensorflow_datasets as tfds
 
 from facebias_jax.data.builders import common
@@ -89,12 +88,9 @@ def examples_from(items: list[tuple[epath.Path, epath.Path]], image_size: int,
       continue
     rel = str(path.relative_to(base))
     parts = rel.split("/")
-    yield rel, {
-        "image": common.encode_jpeg(common.crop_resize(
-            image, common.center_square_box(*image.shape[:2]), size)),
-        "filename": rel, "label": 0, "is_face": np.int32(0),
-        "category": parts[0] if len(parts) > 1 else "",
-    }
+    square = common.crop_resize(image, common.center_square_box(*image.shape[:2]), size)
+    yield rel, {**common.base_record(square, rel, is_face=False),
+                "category": parts[0] if len(parts) > 1 else ""}
 
 
 def examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
@@ -111,13 +107,7 @@ class FacebiasImageFolder(common.ManualBuilder):
   DEFAULT_BUILDER_CONFIG_NAME = "size_64"
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = int(self.builder_config.image_size)
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({**common.base_features(size),
-                                             "category": tfds.features.Text()}),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-    )
+    return self._dataset_info({"category": tfds.features.Text()})
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

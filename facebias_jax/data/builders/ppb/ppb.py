@@ -81,15 +81,9 @@ class PpbConfig(tfds.core.BuilderConfig):
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"PpbConfig {self.name!r}: mode={self.mode!r} is not one of {MODES}.")
-    if int(self.image_size) < 8:
-      raise ValueError(f"PpbConfig {self.name!r}: image_size={self.image_size} is too "
-                       "small; use at least 8 pixels.")
-    if self.version is None:
-      self.version = common.ManualBuilder.VERSION
-    if self.description is None:
-      what = ("largest Haar face + margin" if self.mode == "cropped"
-              else "whole image, aspect kept, padded")
-      self.description = f"{what}, {self.image_size}x{self.image_size}"
+    what = ("largest Haar face + margin" if self.mode == "cropped"
+            else "whole image, aspect kept, padded")
+    common.finish_config(self, f"{what}, {self.image_size}x{self.image_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +101,6 @@ class PpbRow:
 def _root(manual_dir: epath.Path) -> epath.Path:
   nested = manual_dir / "PPB-2017"
   return nested if (nested / METADATA).is_file() else manual_dir
-
-
-def _lookup(path, line_no, table, value, what) -> int:
-  key = value.strip().lower()
-  if key not in table:
-    raise common.AnnotationError(path, line_no, f"unknown {what} {value!r}; expected one "
-                                 f"of {sorted(set(table))}.")
-  return table[key]
 
 
 def parse_skin_type(path, line_no: int, value: str) -> int:
@@ -144,11 +130,11 @@ def read_metadata(manual_dir: epath.Path) -> list[PpbRow]:
       raise common.AnnotationError(path, line_no, f"expected {len(header)} fields "
                                    f"({', '.join(header)}), got {len(cells)}.")
     skin_type = parse_skin_type(path, line_no, cells[cols["skin_type"]])
-    skin = (_lookup(path, line_no, _SKINS, cells[cols["skin"]], "skin color")
+    skin = (common.lookup(path, line_no, _SKINS, cells[cols["skin"]], "skin color")
             if "skin" in cols else int(skin_type >= 4))
     parsed.append(PpbRow(
         file=cells[cols["file"]], line_no=line_no,
-        male=_lookup(path, line_no, _GENDERS, cells[cols["gender"]], "gender"),
+        male=common.lookup(path, line_no, _GENDERS, cells[cols["gender"]], "gender"),
         skin_type=skin_type, skin=skin,
         country=cells[cols["country"]] if "country" in cols else ""))
   return parsed
@@ -189,8 +175,7 @@ def examples(root: epath.Path, split: str, image_size: int, reader: common.Image
     if not found:
       reader.note("no face found, centre crop used", row.file)
     yield row.file, {
-        "image": common.encode_jpeg(out), "filename": row.file, "label": 1,
-        "is_face": np.int32(1), "Male": np.int32(row.male),
+        **common.base_record(out, row.file, is_face=True), "Male": np.int32(row.male),
         "skin_type": np.int32(row.skin_type), "skin": np.int32(row.skin),
         "country": row.country, "face_found": np.int32(found),
     }
@@ -210,16 +195,10 @@ class FacebiasPpb(common.ManualBuilder):
   DEFAULT_BUILDER_CONFIG_NAME = "cropped_64"
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = int(self.builder_config.image_size)
-    features = {**common.base_features(size),
-                **common.int_features(("Male", "skin_type", "skin", "face_found")),
-                "country": tfds.features.Text()}
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(features),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-        homepage="http://gendershades.org/",
-    )
+    return self._dataset_info(
+        {**common.int_features(("Male", "skin_type", "skin", "face_found")),
+         "country": tfds.features.Text()},
+        homepage="http://gendershades.org/")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

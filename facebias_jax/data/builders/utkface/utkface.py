@@ -126,8 +126,7 @@ def examples(root: epath.Path, split: str, image_size: int, reader: common.Image
       continue
     size = int(image_size)
     yield path.name, {
-        "image": common.encode_jpeg(common.resize(image, (size, size))),
-        "filename": path.name, "label": 1, "is_face": np.int32(1),
+        **common.base_record(common.resize(image, (size, size)), path.name, is_face=True),
         "Male": np.int32(labels.male), "age": np.int32(labels.age),
         "Young": np.int32(labels.age < YOUNG_BELOW_AGE), "race": np.int32(labels.race),
     }
@@ -148,14 +147,8 @@ class FacebiasUtkface(common.ManualBuilder):
   DEFAULT_BUILDER_CONFIG_NAME = "size_64"
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = int(self.builder_config.image_size)
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({**common.base_features(size),
-                                             **attribute_features(size)}),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-        homepage="https://susanqq.github.io/UTKFace/",
-    )
+    return self._dataset_info(attribute_features(self.builder_config.image_size),
+                              homepage="https://susanqq.github.io/UTKFace/")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

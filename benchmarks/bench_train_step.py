@@ -1,0 +1,244 @@
+"""Training-step throughput: our JAX models and train step vs PyTorch, same process.
+
+For ``standard_cnn`` and the DB-VAE at 64 px and ``resnet18`` at 128 px, batch 32 and
+256, it times one full optimisation step (forward, backward, Adam update) of
+
+- the library's model (``facebias_jax.models.get_model``) through the library's own
+  jitted, buffer-donating ``facebias_jax.train.steps.make_train_step``, once with the
+  default convolution implementation (``conv_impl=auto``: the phase input gradient of
+  ``facebias_jax.models.conv`` where it pays off on CPU) and once with plain XLA
+  convolutions (``conv_impl=xla``);
+- the same architecture, loss and optimiser in PyTorch (``benchmarks/torch_reference.py``)
+  with ``torch.set_num_threads(--threads)``; XLA uses all cores of the machine (2 here).
+
+and reports images/s with the ratio ours / PyTorch. It also checks that the input
+pipeline (``benchmarks.bench_pipeline.measure_pipeline``) delivers batches faster than
+the standard CNN's train step consumes them. Writes ``benchmarks/results/train_step.json``.
+
+    python -m benchmarks.bench_train_step [--quick] [--models standard_cnn,resnet18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+
+# Model name -> (image size, kwargs of get_model).
+MODELS = {
+    "standard_cnn": (64, {"image_size": 64}),
+    "dbvae": (64, {"image_size": 64}),
+    "resnet18": (128, {}),
+}
+CONV_IMPLS = ("auto", "xla")
+
+
+def _model_kind(name: str) -> str:
+  return "dbvae" if name == "dbvae" else "classifier"
+
+
+def pin_single_core() -> None:
+  """Restricts this process to one core before XLA creates its thread pool.
+
+  XLA:CPU sizes its intra-op pool from the process's CPU affinity, so this must run
+  before the first JAX computation.
+  """
+  core = sorted(os.sched_getaffinity(0))[0]
+  os.sched_setaffinity(0, {core})
+
+
+def make_batch(name: str, batch_size: int, seed: int = 0) -> dict[str, Any]:
+  """A fixed random batch in the layout ``facebias_jax.train.steps`` expects."""
+  image_size = MODELS[name][0]
+  rng = np.random.default_rng(seed)
+  labels = (rng.random(batch_size) < 0.5).astype(np.int32)
+  batch = {"image": jnp.asarray(rng.random((batch_size, image_size, image_size, 3),
+                                           dtype=np.float32)),
+           "label": jnp.asarray(labels),
+           "mask": jnp.ones((batch_size,), bool)}
+  if name == "dbvae":
+    batch["vae_mask"] = jnp.asarray(labels == 1)
+  return batch
+
+
+def build_model(name: str, conv_impl: str):
+  """The library model ``name`` with its convolutions traced under ``conv_impl``."""
+  from facebias_jax.models import conv, get_model
+
+  conv.set_conv_impl(conv_impl)
+  return get_model(name, 1, **MODELS[name][1])
+
+
+def make_jax_step(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
+  """One library train step on a fixed batch, as a blocking zero-argument callable."""
+  from facebias_jax.models import conv
+  from facebias_jax.train import steps
+
+  model = build_model(name, conv_impl)
+  tx = steps.make_optimizer(5e-4, total_steps=1000)
+  model_def, state = steps.create_train_state(model, tx, jax.random.PRNGKey(0))
+  train_step = steps.make_train_step(model_def, tx, kind=_model_kind(name))
+  batch = make_batch(name, batch_size)
+  holder = {"state": state}
+  # Compile now, under this conv_impl (the choice is made at trace time).
+  conv.set_conv_impl(conv_impl)
+  holder["state"], metrics = train_step(holder["state"], batch)
+  jax.block_until_ready(metrics)
+
+  def run():
+    holder["state"], out = train_step(holder["state"], batch)
+    jax.block_until_ready(out["loss"])
+
+  return run
+
+
+def interleaved_best(fns: dict[str, Callable[[], None]], *, rounds: int,
+                     min_seconds: float) -> dict[str, float]:
+  """Best seconds per call of each function, timed in alternating rounds.
+
+  The machine is shared (other processes come and go), so the functions under
+  comparison take turns and each keeps its fastest round: a burst of load then hits
+  all of them alike instead of whichever happened to be running.
+  """
+  for fn in fns.values():
+    # Warm-up: PyTorch (oneDNN primitive caches, OpenMP pool) needs several calls
+    # before it reaches steady state; XLA compiled when the step was built.
+    start = time.perf_counter()
+    for calls in range(1, 100):
+      fn()
+      if calls >= 3 and time.perf_counter() - start >= min_seconds:
+        break
+  inner = {}
+  for key, fn in fns.items():
+    start = time.perf_counter()
+    fn()
+    inner[key] = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-9)))
+  best = {key: float("inf") for key in fns}
+  for _ in range(rounds):
+    for key, fn in fns.items():
+      start = time.perf_counter()
+      for _ in range(inner[key]):
+        fn()
+      best[key] = min(best[key], (time.perf_counter() - start) / inner[key])
+  return best
+
+
+def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[str, Any]:
+  """Images/s of ours (auto and xla convolutions) and of PyTorch for one setting."""
+  from benchmarks import torch_reference
+
+  slow = name == "resnet18" and batch_size >= 256
+  row: dict[str, Any] = {"model": name, "image_size": MODELS[name][0],
+                         "batch_size": batch_size}
+  fns = {impl: make_jax_step(name, batch_size, impl) for impl in CONV_IMPLS}
+  fns["torch"], _ = torch_reference.make_step(name, batch_size, MODELS[name][0],
+                                              threads=threads)
+  if threads > 1:
+    fns["torch_1t"], _ = torch_reference.make_step(name, batch_size, MODELS[name][0],
+                                                   threads=1)
+  best = interleaved_best(fns, rounds=2 if (quick or slow) else 4,
+                          min_seconds=0.2 if (quick or slow) else 0.5)
+  for impl in CONV_IMPLS:
+    row[f"jax_{impl}_img_s"] = batch_size / best[impl]
+  row["torch_img_s"] = batch_size / best["torch"]
+  # PyTorch's OpenMP pool stalls badly when another process takes a core, so the
+  # reference is PyTorch at its best thread count (--threads or 1).
+  row["torch_1t_img_s"] = batch_size / best.get("torch_1t", best["torch"])
+  row["torch_best_img_s"] = max(row["torch_img_s"], row["torch_1t_img_s"])
+  row["ratio"] = row["jax_auto_img_s"] / row["torch_best_img_s"]
+  row["ratio_xla"] = row["jax_xla_img_s"] / row["torch_best_img_s"]
+  row["speedup_vs_xla"] = row["jax_auto_img_s"] / row["jax_xla_img_s"]
+  return row
+
+
+def pipeline_check(rows: list[dict[str, Any]], *, quick: bool) -> dict[str, Any] | None:
+  """Input pipeline images/s vs the standard CNN train step (the fastest consumer)."""
+  from benchmarks import bench_pipeline
+
+  steps_by_batch = {r["batch_size"]: r["jax_auto_img_s"] for r in rows
+                    if r["model"] == "standard_cnn"}
+  if not steps_by_batch:
+    return None
+  with tempfile.TemporaryDirectory() as data_dir:
+    result = bench_pipeline.measure_pipeline(
+        data_dir, batch_sizes=sorted(steps_by_batch), num_threads=(2,),
+        images=512 if quick else 2048, repeats=2 if quick else 3,
+        train_size=1024 if quick else 4096)
+  check = []
+  for batch_size, step_rate in sorted(steps_by_batch.items()):
+    pipe = result["best"][batch_size]["images_per_s"]
+    check.append({"batch_size": batch_size, "pipeline_img_s": pipe,
+                  "train_step_img_s": step_rate, "headroom": pipe / step_rate,
+                  "pipeline_is_bottleneck": pipe < step_rate})
+  return {"rows": check}
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="fewer repeats; resnet18 only at batch 32")
+  parser.add_argument("--models", default=",".join(MODELS),
+                      help=f"comma-separated subset of {', '.join(MODELS)}")
+  parser.add_argument("--batch_sizes", default="32,256", help="comma-separated batch sizes")
+  parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                      help="torch.set_num_threads (XLA uses every core of the machine)")
+  parser.add_argument("--single_core", action="store_true",
+                      help="pin this process to one core and run both frameworks "
+                           "single-threaded (robust when other jobs share the machine)")
+  parser.add_argument("--no_pipeline", action="store_true",
+                      help="skip the input-pipeline vs train-step check")
+  args = parser.parse_args(argv)
+  names = [m for m in args.models.split(",") if m]
+  unknown = [m for m in names if m not in MODELS]
+  if unknown:
+    parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+  batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+  if not batch_sizes or min(batch_sizes) <= 0:
+    parser.error(f"--batch_sizes must be positive integers, got {args.batch_sizes!r}")
+
+  if args.single_core:
+    pin_single_core()
+    args.threads = 1
+  load_before = list(os.getloadavg())
+  rows = []
+  for name in names:
+    for batch_size in batch_sizes:
+      if args.quick and name == "resnet18" and batch_size > 32:
+        continue
+      row = measure(name, batch_size, threads=args.threads, quick=args.quick)
+      rows.append(row)
+      print(f"{name} b{batch_size}: ours {row['jax_auto_img_s']:.0f} img/s, "
+            f"xla {row['jax_xla_img_s']:.0f}, torch {row['torch_img_s']:.0f} "
+            f"(ratio {row['ratio']:.2f})", flush=True)
+  pipeline = None if args.no_pipeline else pipeline_check(rows, quick=args.quick)
+  columns = ["model", "image_size", "batch_size", "jax_auto_img_s", "jax_xla_img_s",
+             "torch_img_s", "torch_1t_img_s", "ratio", "ratio_xla", "speedup_vs_xla"]
+  common.print_table(rows, columns)
+  extra = {"threads": args.threads, "single_core": args.single_core, "quick": args.quick,
+           "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),
+           "note": "images/s of one full train step (forward, backward, Adam), best of "
+                   "interleaved rounds; ratio = ours (conv_impl=auto) / best PyTorch "
+                   "(--threads or 1 thread), same process"}
+  if pipeline:
+    print()
+    common.print_table(pipeline["rows"], ["batch_size", "pipeline_img_s",
+                                          "train_step_img_s", "headroom",
+                                          "pipeline_is_bottleneck"])
+    extra["pipeline_check"] = pipeline
+  path = common.write_results(
+      "train_step" + ("_single_core" if args.single_core else ""), rows, extra=extra)
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,75 @@
+r"""Default classifier config: the MIT lab's standard CNN, faces vs non-faces.
+
+Trains on the synthetic benchmark's imbalanced train split (few darker faces,
+skewed sex ratios) and evaluates per group (skin x sex) on its balanced test
+split::
+
+  python -m experiments.train_classifier \
+      --config=experiments/configs/classifier.py --workdir=workdirs/cnn
+
+Every field can be overridden, e.g. ``--config.train.batch_size=64`` or
+``--config.model.name=resnet18``. Sections: ``model`` (``get_model`` name and
+options), ``data`` (TFDS dataset and input), ``train`` (optimizer, sampling,
+run length, logging, checkpoints), ``debias`` (DB-VAE loss and resampling;
+unused by plain classifiers), ``eval`` (per-group evaluation at the end).
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default classifier config (see the module docstring)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "standard_cnn"
+  config.model.num_classes = 1
+  config.model.filters = 12       # standard CNN: the lab's 12-24-48-72 channels.
+  config.model.hidden_dim = 512
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "facebias_synthetic_faces/faces_vs_nonfaces_64"
+  config.data.data_dir = config_dict.placeholder(str)    # TFDS default when None.
+  config.data.manual_dir = config_dict.placeholder(str)  # Real datasets' raw files.
+  config.data.train_split = "train"
+  config.data.eval_split = "test"   # Balanced over skin x sex (PPB-like).
+  config.data.image_size = 64
+  config.data.normalize = "unit"    # "imagenet" for torchvision-initialised ResNets.
+  config.data.label_key = "label"   # "Male" for CelebA sex classifiers.
+  config.data.flip = True
+  config.data.num_threads = 2
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 32
+  config.train.num_epochs = 2
+  config.train.max_steps = 0        # > 0 overrides num_epochs.
+  config.train.learning_rate = 5e-4
+  config.train.schedule = "constant"  # or "warmup_cosine".
+  config.train.warmup_steps = 0
+  config.train.grad_clip_norm = 0.0
+  config.train.weight_decay = 0.0
+  config.train.sampling = "uniform"   # "uniform" | "balanced" | "dbvae".
+  config.train.balance_groups = "skin,Male"
+  config.train.balance_mode = "oversample"  # or "undersample".
+  config.train.face_nonface_batches = False  # Lab-style half faces, half non-faces.
+  config.train.log_every_steps = 50
+  config.train.checkpoint_every_steps = 500
+  config.train.keep_checkpoints = 3
+  config.train.progress_bar = True
+
+  config.debias = ml_collections.ConfigDict()
+  config.debias.bins = 10
+  config.debias.smoothing = 0.001
+  config.debias.combine = "max"     # "max" (MIT lab) or "product" (paper).
+  config.debias.kl_weight = 0.0005
+  config.debias.reconstruction_loss = "l1"
+  config.debias.face_key = "is_face"  # Attribute marking faces; "label" = label 1.
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.at_end = True
+  config.eval.groups = "skin,Male"
+  config.eval.batch_size = 128
+  config.eval.n_boot = 1000
+  return config

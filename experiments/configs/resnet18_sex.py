@@ -1,0 +1,29 @@
+r"""ResNet-18 (GAP + linear head, CAM-ready) classifying sex (``Male``).
+
+On the synthetic ``sex_64`` set by default; CelebA via the flagfiles::
+
+  python -m experiments.train_classifier \
+      --config=experiments/configs/resnet18_sex.py --workdir=workdirs/resnet18_sex
+  python -m experiments.train_classifier \
+      --flagfile=experiments/flags/resnet18_celeba_male.flags \
+      --config.data.manual_dir=/data/celeba --workdir=workdirs/resnet18_celeba
+
+``train.sampling="balanced"`` (``balance_groups="skin,Male"``) gives the
+balanced-training comparison.
+"""
+
+import ml_collections
+
+from experiments.configs import classifier
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """ResNet-18 for sex classification on the synthetic faces."""
+  config = classifier.get_config()
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "resnet18"
+  config.model.num_classes = 1
+  config.model.small_inputs = True  # 3x3 stem, no max-pool: keeps 64 px maps 8x8.
+  config.data.name = "facebias_synthetic_faces/sex_64"
+  config.debias.face_key = "is_face"
+  return config

@@ -1,0 +1,42 @@
+r"""Trains a face classifier and evaluates it per demographic group.
+
+  python -m experiments.train_classifier \
+      --flagfile=experiments/flags/cnn_synthetic.flags --workdir=workdirs/cnn
+
+Any config field can be overridden after the flagfile, e.g.
+``--config.train.num_epochs=5 --config.train.sampling=balanced``. Running again
+with the same ``--workdir`` resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from facebias_jax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/classifier.py",
+    "Training config file (get_config()); fields are overridable as --config.a.b=value.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder: checkpoints, metrics.jsonl, TensorBoard events, report. "
+    "An existing one is resumed.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  if config.model.name == "dbvae":
+    raise app.UsageError("--config.model.name=dbvae: use experiments/train_dbvae.py "
+                         "for the DB-VAE")
+  report = loop.train_and_evaluate(config, _WORKDIR.value)
+  if "metrics" in report:
+    fairness = report["metrics"]["fairness"]
+    print(f"accuracy {report['metrics']['overall']['accuracy']:.4f}, worst group "
+          f"{fairness['worst_group_accuracy']:.4f}; report: {_WORKDIR.value}/report.md")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,354 @@
+"""CAM export study: where does a trained model look, and does it differ between groups?
+
+``export_cam(checkpoint, workdir, ...)`` runs a checkpoint over a dataset split and
+writes into ``workdir``:
+
+* ``overlays/<group>/<index>.<fmt>``: each image next to its CAM overlay, captioned
+  with group, true label, prediction and probability;
+* ``grids/<group>.<fmt>``: one grid of overlays per group;
+* ``group_mean_cam.<fmt>`` (aligned datasets: CelebA, synthetic): the pixel-wise mean
+  map per group on one colour scale, over the mean face;
+* ``face_energy.md`` / ``face_energy.json`` / ``face_energy.png``: the share of CAM
+  energy inside the face region per group (synthetic: the exact face mask; CelebA: an
+  ellipse fitted to the 5 landmarks, :func:`landmark_face_mask`);
+* ``cam_export.json``: settings and per-image predictions.
+
+Images are chosen balanced over groups (up to ``max_images`` in all), so the rare
+groups of a biased dataset are not drowned out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any
+
+import cv2
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from facebias_jax import cam, imaging
+from facebias_jax.cam import export as cam_export
+from facebias_jax.data import groups as groups_lib
+from facebias_jax.data import pipeline
+
+IMAGE_FORMATS = ("png", "jpg")
+UNKNOWN_GROUP = "unknown"
+# Datasets whose images are aligned (same face position), where a pixel-wise mean map
+# per group is meaningful.
+ALIGNED_DATASETS = ("celeba", "synthetic")
+# Face ellipse around the 5 CelebA landmarks, in units of the landmark geometry: the
+# half-width is this multiple of the inter-ocular distance, the half-height this
+# multiple of the eyes-to-mouth distance (covers brows/forehead and chin).
+_ELLIPSE_WIDTH_PER_IOD = 1.05
+_ELLIPSE_HEIGHT_PER_EYE_MOUTH = 1.6
+
+
+# ------------------------------------------------------------------------ face regions
+
+
+def landmark_face_mask(landmarks: Any, image_hw: tuple[int, int]) -> np.ndarray:
+  """Face region as a filled ellipse around CelebA's 5 landmarks.
+
+  The ellipse is centred between the eye centre and the mouth centre, rotated with the
+  eye line, ``1.05 x`` the inter-ocular distance wide (half-axis) and ``1.6 x`` the
+  eyes-to-mouth distance high (half-axis): it covers brows, cheeks and chin but not the
+  hair or background.
+
+  Args:
+    landmarks: ``[5, 2]`` or ``[N, 5, 2]`` x,y of left eye, right eye, nose, left and
+      right mouth corner, in pixels of an ``image_hw`` image.
+    image_hw: ``(height, width)``.
+
+  Returns:
+    bool ``[H, W]`` (or ``[N, H, W]``).
+
+  Raises:
+    ValueError: wrong shape or missing landmarks (negative coordinates mark them).
+  """
+  pts = np.asarray(landmarks, np.float64)
+  if pts.ndim == 3:
+    return np.stack([landmark_face_mask(p, image_hw) for p in pts]) if len(pts) else \
+        np.zeros((0, *image_hw), bool)
+  if pts.shape != (5, 2):
+    raise ValueError(f"landmarks must be [5, 2] (or [N, 5, 2]), got shape {pts.shape}")
+  if (pts < 0).any():
+    raise ValueError("landmarks are missing (-1): the dataset was prepared without "
+                     "list_landmarks_align_celeba.txt")
+  eyes = (pts[0] + pts[1]) / 2
+  mouth = (pts[3] + pts[4]) / 2
+  iod = float(np.linalg.norm(pts[1] - pts[0]))
+  eye_mouth = float(np.linalg.norm(mouth - eyes))
+  centre = (eyes + mouth) / 2
+  angle = math.degrees(math.atan2(pts[1][1] - pts[0][1], pts[1][0] - pts[0][0]))
+  axes = (max(1, int(round(_ELLIPSE_WIDTH_PER_IOD * iod))),
+          max(1, int(round(_ELLIPSE_HEIGHT_PER_EYE_MOUTH * eye_mouth))))
+  mask = np.zeros(image_hw, np.uint8)
+  cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1, -1)
+  return mask.astype(bool)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_indices(group_names: np.ndarray, *, max_images: int, group: str | None = None,
+                   seed: int = 0) -> np.ndarray:
+  """Example indices balanced over groups (round robin), ``unknown`` excluded.
+
+  Args:
+    group_names: ``[N]`` group name per example.
+    max_images: most images in all (0 = all of the chosen groups).
+    group: keep only this group.
+    seed: order within each group.
+
+  Returns:
+    int64 indices, sorted.
+
+  Raises:
+    ValueError: ``group`` is not one of the dataset's groups (the message lists them).
+  """
+  names = np.asarray(group_names).astype(str)
+  available = sorted(set(names) - {UNKNOWN_GROUP})
+  if group is not None:
+    if group not in set(names):
+      raise ValueError(f"--group={group!r} is not a group of this split; groups: "
+                       f"{', '.join(available)}")
+    chosen = [group]
+  else:
+    chosen = available
+  if not chosen:
+    raise ValueError("no example with a known group in this split (every example is "
+                     f"{UNKNOWN_GROUP!r}): check --groups")
+  rng = np.random.default_rng(seed)
+  pools = [rng.permutation(np.flatnonzero(names == g)) for g in chosen]
+  total = sum(len(p) for p in pools)
+  limit = total if max_images <= 0 else min(max_images, total)
+  picked, depth = [], 0
+  while len(picked) < limit:
+    for pool in pools:
+      if depth < len(pool) and len(picked) < limit:
+        picked.append(pool[depth])
+    depth += 1
+  return np.sort(np.asarray(picked, np.int64))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def to_uint8_images(images: np.ndarray, normalize: str) -> np.ndarray:
+  """Undoes ``pipeline.normalize_images`` for display: float batch -> uint8 RGB."""
+  x = np.asarray(images, np.float32)
+  if normalize == "imagenet":
+    x = x * pipeline.IMAGENET_STD + pipeline.IMAGENET_MEAN
+  elif normalize != "unit":
+    raise ValueError(f"normalize={normalize!r} is not one of {pipeline.NORMALIZATIONS}")
+  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _upscale(size: int, at_least: int) -> int:
+  """Integer upscaling that makes ``size`` px tiles at least ``at_least`` px (captions fit)."""
+  return max(1, -(-at_least // int(size)))
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)) or "group"
+
+
+def _landmarks_of(source: Any, indices: np.ndarray, image_size: int | None) -> np.ndarray:
+  """``[n, 5, 2]`` landmarks of records, scaled to the batch image size."""
+  out = np.empty((len(indices), 5, 2), np.float32)
+  for row, index in enumerate(indices):
+    record = source[int(index)]
+    pts = np.asarray(record["landmarks"], np.float32).reshape(5, 2)
+    stored_h, stored_w = np.asarray(record["image"]).shape[:2]
+    if image_size and (pts >= 0).all():
+      pts = pts * [image_size / stored_w, image_size / stored_h]
+    out[row] = pts
+  return out
+
+
+def _has_feature(source: Any, name: str) -> bool:
+  info = getattr(source, "dataset_info", None)
+  features = getattr(info, "features", None)
+  return features is not None and name in features
+
+
+def _config_value(config: Any, dotted: str, default: Any = None) -> Any:
+  node = config
+  for part in dotted.split("."):
+    if node is None or part not in node:
+      return default
+    node = node[part]
+  return default if node is None else node
+
+
+def _write_json(path: str, obj: Any) -> None:
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------ export
+
+
+def export_cam(checkpoint: str, workdir: str, *, dataset: str | None = None,
+               split: str | None = None, data_dir: str | None = None,
+               manual_dir: str | None = None, group_spec: str | None = None,
+               group: str | None = None, method: str = "auto", max_images: int = 256,
+               batch_size: int = 64, image_format: str = "png", grid_size: int = 36,
+               target: int | None = None, aligned: bool | None = None, seed: int = 0,
+               progress: bool = True,
+               builder_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Writes CAM overlays, per-group grids, mean maps and face-energy statistics.
+
+  Args:
+    checkpoint: training workdir (``train.checkpoint.load_model``).
+    workdir: output folder.
+    dataset: TFDS name/config (default: the run's ``config.data.name``).
+    split: split (default ``config.data.eval_split``); TFDS slicing accepted.
+    data_dir: TFDS data_dir (default ``config.data.data_dir``).
+    manual_dir: raw files of manual datasets (default ``config.data.manual_dir``).
+    group_spec: groups, e.g. ``"skin,Male"`` (default ``config.eval.groups``).
+    group: export only this group, e.g. ``"darker_female"``.
+    method: CAM method (``cam``, ``gradcam``, ...) or ``auto``.
+    max_images: most images (balanced over groups; 0 = all).
+    batch_size: images per compiled call.
+    image_format: ``png`` or ``jpg``.
+    grid_size: most images per group grid.
+    target: class explained by the maps (default: the predicted class).
+    aligned: write the group mean maps (default: CelebA and synthetic datasets).
+    seed: image selection.
+    progress: show a tqdm bar.
+    builder_kwargs: extra ``tfds.builder`` arguments (e.g. a custom synthetic config),
+      passed to ``pipeline.load_source``.
+
+  Returns:
+    Summary dict (also written as ``cam_export.json``): settings, ``groups`` (counts),
+    ``face_energy`` (per group, or None when the dataset has no face region), paths.
+  """
+  from facebias_jax.train.checkpoint import load_model  # pylint: disable=g-import-not-at-top
+  if image_format not in IMAGE_FORMATS:
+    raise ValueError(f"--format={image_format!r} is not one of {IMAGE_FORMATS}")
+  if max_images < 0:
+    raise ValueError(f"--max_images must be >= 0, got {max_images}")
+  if batch_size <= 0:
+    raise ValueError(f"--batch_size must be positive, got {batch_size}")
+  if method != "auto":
+    cam.methods.check_method(method)
+
+  model, config = load_model(checkpoint)
+  predict = cam_export.make_predictor(model, method, target=target)
+  dataset = dataset or _config_value(config, "data.name")
+  split = split or _config_value(config, "data.eval_split", "test")
+  data_dir = data_dir or _config_value(config, "data.data_dir")
+  manual_dir = manual_dir or _config_value(config, "data.manual_dir")
+  group_spec = group_spec or _config_value(config, "eval.groups", "skin,Male")
+  image_size = int(_config_value(config, "data.image_size"))
+  normalize = str(_config_value(config, "data.normalize", "unit"))
+  label_key = str(_config_value(config, "data.label_key", "label"))
+  if aligned is None:
+    aligned = any(key in str(dataset) for key in ALIGNED_DATASETS)
+  names = cam_export.class_names(_config_value(config, "data.name", ""), label_key,
+                                 int(_config_value(config, "model.num_classes", 1)))
+
+  source = pipeline.load_source(dataset, split=split, data_dir=data_dir, manual_dir=manual_dir,
+                                builder_kwargs=builder_kwargs)
+  attributes = pipeline.read_attributes(source)
+  group_names = groups_lib.assign_groups(attributes, group_spec).astype(str)
+  indices = select_indices(group_names, max_images=max_images, group=group, seed=seed)
+  use_landmarks = _has_feature(source, "landmarks")
+  logging.info("Exporting %s maps of %d images of %s/%s to %s", predict.method, len(indices),
+               dataset, split, workdir)
+
+  os.makedirs(workdir, exist_ok=True)
+  all_maps, all_images, all_groups, masks, records = [], [], [], [], []
+  stream = pipeline.batches(source, indices, batch_size=batch_size, image_size=image_size,
+                            train=False, normalize=normalize, flip=False, label_key=label_key,
+                            process_index=0, process_count=1)
+  bar = tqdm(total=len(indices), desc=f"{predict.method} maps", unit="img",
+             disable=not progress)
+  for batch in stream:
+    real = np.asarray(batch["mask"])
+    predicted, probability, maps = predict(batch["image"])
+    images = to_uint8_images(batch["image"][real], normalize)
+    maps, predicted, probability = maps[real], predicted[real], probability[real]
+    index = np.asarray(batch["index"])[real]
+    labels = np.asarray(batch["label"])[real]
+    if "face_mask" in batch:
+      masks.append(np.asarray(batch["face_mask"])[real])
+    elif use_landmarks:
+      pts = _landmarks_of(source, index, image_size)
+      if (pts >= 0).all():
+        masks.append(landmark_face_mask(pts, images.shape[1:3]))
+    for i in range(len(index)):
+      g = group_names[index[i]]
+      truth = names[labels[i]] if 0 <= labels[i] < len(names) else str(labels[i])
+      caption = cam_export.prediction_label(names, int(predicted[i]), float(probability[i]))
+      pair = imaging.tile_grid(np.stack([images[i], cam.overlay(images[i], maps[i])]),
+                               [f"true: {truth}", caption], ncols=2,
+                               scale=_upscale(images.shape[1], 128))
+      imaging.save_image(os.path.join(workdir, "overlays", _slug(g),
+                                      f"{int(index[i]):06d}.{image_format}"), pair)
+      records.append({"index": int(index[i]), "group": str(g), "label": int(labels[i]),
+                      "predicted": int(predicted[i]), "probability": float(probability[i])})
+    all_maps.append(maps)
+    all_images.append(images)
+    all_groups.extend(group_names[index])
+    bar.update(len(index))
+  bar.close()
+
+  maps = np.concatenate(all_maps)
+  images = np.concatenate(all_images)
+  groups_arr = np.asarray(all_groups)
+  paths = {"overlays": os.path.join(workdir, "overlays")}
+  scale = _upscale(images.shape[1], 96)
+  counts = {}
+  for g in sorted(set(groups_arr)):
+    members = np.flatnonzero(groups_arr == g)
+    counts[g] = int(len(members))
+    shown = members[:grid_size]
+    captions = [cam_export.prediction_label(names, records[j]["predicted"],
+                                            records[j]["probability"]) for j in shown]
+    paths.setdefault("grids", []).append(cam.save_grid(
+        os.path.join(workdir, "grids", f"{_slug(g)}.{image_format}"), images[shown], maps[shown],
+        captions, scale=scale))
+
+  if aligned:
+    means, mean_counts = cam.group_mean_maps(maps, groups_arr, normalization="per_image")
+    background = images.mean(axis=0).round().astype(np.uint8)
+    # Top row: bare heatmaps; bottom row: the same over the mean image (one scale).
+    big = _upscale(images.shape[1], 192)
+    grid = np.concatenate([
+        cam.group_mean_grid(means, mean_counts, scale=big, ncols=len(means)),
+        cam.group_mean_grid(means, mean_counts, background=background, scale=big,
+                            ncols=len(means))], axis=0)
+    paths["group_mean_cam"] = imaging.save_image(
+        os.path.join(workdir, f"group_mean_cam.{image_format}"), grid)
+
+  energy = None
+  region = None
+  if masks and sum(len(m) for m in masks) == len(maps):
+    region = "synthetic face mask" if not use_landmarks else "ellipse around the 5 landmarks"
+    energy = cam.group_energy(maps, np.concatenate(masks), groups_arr)
+    energy = {str(g): v for g, v in energy.items()}
+    with open(os.path.join(workdir, "face_energy.md"), "w") as f:
+      f.write(cam_export.energy_markdown(energy, method=predict.method, region=region))
+    _write_json(os.path.join(workdir, "face_energy.json"),
+                {"method": predict.method, "region": region, "groups": energy})
+    paths["face_energy"] = cam_export.plot_energy(
+        energy, os.path.join(workdir, "face_energy.png"),
+        title=f"{predict.method}: share of map energy on the face ({dataset}/{split})")
+  else:
+    logging.info("No face region for %s (no face masks or landmarks): face-energy table "
+                 "skipped", dataset)
+
+  summary = {
+      "checkpoint": checkpoint, "dataset": dataset, "split": split, "method": predict.method,
+      "group_spec": group_spec, "group": group, "target": target, "num_images": len(maps),
+      "groups": counts, "face_region": region, "face_energy": energy, "aligned": bool(aligned),
+      "class_names": list(names), "paths": paths, "images": records,
+  }
+  _write_json(os.path.join(workdir, "cam_export.json"), summary)
+  return summary

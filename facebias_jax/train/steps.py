@@ -1,0 +1,230 @@
+"""Pure jit-compiled train/eval steps for the classifiers and the DB-VAE.
+
+An NNX model is split once into a static ``graphdef`` and arrays: ``params``
+(``nnx.Param``) and ``model_state`` (everything else: BatchNorm statistics).
+Training mode and evaluation mode are separate graphdefs (``model.train()`` /
+``model.eval()`` set static attributes), so one jitted function never switches
+mode at run time. The step functions are pure: ``(TrainState, batch) ->
+(TrainState, metrics)``, with the state buffers donated and the per-step random
+key ``jax.random.fold_in(state.rng, state.step)``, which makes a resumed run
+draw exactly the keys of an uninterrupted one.
+
+Batches given to the steps are flat dicts of arrays: ``image`` float32
+[B,H,W,3], ``label`` int32 [B], ``mask`` bool [B] (False = padding) and, for
+the DB-VAE, ``vae_mask`` bool [B] (True = a face whose VAE loss counts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from facebias_jax.train import losses
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+MODEL_KINDS = ("classifier", "dbvae")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training step reads and writes (a pytree; what is checkpointed).
+
+  Attributes:
+    step: int32 scalar, number of steps taken.
+    params: ``nnx.State`` of the ``nnx.Param`` variables.
+    model_state: ``nnx.State`` of the other variables (BatchNorm statistics).
+    opt_state: the optax optimizer state.
+    rng: base PRNG key (uint32 [2]); step keys are ``fold_in(rng, step)``.
+  """
+
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDef:
+  """The static halves of a split model: training- and evaluation-mode graphdefs."""
+
+  train: Any
+  eval: Any
+
+  def merge(self, state: TrainState, *, train: bool = False) -> nnx.Module:
+    """A model object with the state's arrays (eval mode unless ``train``)."""
+    return nnx.merge(self.train if train else self.eval, state.params, state.model_state,
+                     copy=True)
+
+
+def split_model(model: nnx.Module) -> tuple[ModelDef, Any, Any]:
+  """Splits ``model`` into ``(ModelDef, params, model_state)``."""
+  model.eval()
+  eval_def, params, model_state = nnx.split(model, nnx.Param, ...)
+  model.train()
+  train_def, _, _ = nnx.split(model, nnx.Param, ...)
+  return ModelDef(train=train_def, eval=eval_def), params, model_state
+
+
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
+                       rng: jax.Array) -> tuple[ModelDef, TrainState]:
+  """Initial training state of ``model`` (its current weights) and ``tx``.
+
+  Args:
+    model: a freshly built model.
+    tx: the optimizer.
+    rng: base PRNG key (raw uint32 [2], e.g. ``jax.random.PRNGKey(seed)``).
+
+  Returns:
+    ``(model_def, state)``.
+  """
+  model_def, params, model_state = split_model(model)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     model_state=model_state, opt_state=tx.init(params),
+                     rng=jnp.asarray(rng, jnp.uint32))
+  return model_def, state
+
+
+def make_optimizer(learning_rate: float, *, total_steps: int, schedule: str = "constant",
+                   warmup_steps: int = 0, grad_clip_norm: float = 0.0,
+                   weight_decay: float = 0.0) -> optax.GradientTransformation:
+  """Adam (or AdamW with ``weight_decay``) with an optional warmup-cosine schedule.
+
+  Args:
+    learning_rate: peak learning rate (the lab uses 5e-4).
+    total_steps: length of the run, for the cosine decay.
+    schedule: ``"constant"`` or ``"warmup_cosine"``.
+    warmup_steps: linear warmup steps of ``warmup_cosine``.
+    grad_clip_norm: clip gradients to this global norm first (0 = off).
+    weight_decay: decoupled weight decay (0 = plain Adam).
+
+  Returns:
+    An optax transformation.
+  """
+  if schedule == "constant":
+    lr = learning_rate
+  elif schedule == "warmup_cosine":
+    lr = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=learning_rate, warmup_steps=min(warmup_steps, total_steps),
+        decay_steps=max(total_steps, 1), end_value=0.0)
+  else:
+    raise ValueError(f"learning rate schedule must be 'constant' or 'warmup_cosine', "
+                     f"got {schedule!r}")
+  opt = (optax.adamw(lr, weight_decay=weight_decay) if weight_decay
+         else optax.adam(lr))
+  if grad_clip_norm:
+    return optax.chain(optax.clip_by_global_norm(grad_clip_norm), opt)
+  return opt
+
+
+def _forward_loss(model: nnx.Module, batch: Batch, key: jax.Array | None, *, kind: str,
+                  kl_weight: float, reconstruction_loss: str) -> tuple[jax.Array, Metrics]:
+  if kind == "dbvae":
+    logits, aux = model(batch["image"], rngs=key)
+    return losses.dbvae_loss(logits, batch["label"], batch["image"], aux,
+                             vae_mask=batch["vae_mask"], weights=batch["mask"],
+                             kl_weight=kl_weight, reconstruction_loss=reconstruction_loss)
+  logits, _ = model(batch["image"])
+  return losses.classification_loss(logits, batch["label"], batch["mask"])
+
+
+def _check_kind(kind: str) -> None:
+  if kind not in MODEL_KINDS:
+    raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+
+
+def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *,
+                    kind: str = "classifier", kl_weight: float = 0.0005,
+                    reconstruction_loss: str = "l1"
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """Builds the jitted training step.
+
+  Args:
+    model_def: from ``create_train_state``.
+    tx: the optimizer the state was created with.
+    kind: ``"classifier"`` or ``"dbvae"``.
+    kl_weight: DB-VAE KL weight.
+    reconstruction_loss: DB-VAE reconstruction error, ``"l1"`` or ``"l2"``.
+
+  Returns:
+    ``train_step(state, batch) -> (new_state, metrics)``; ``state`` is donated
+    (do not reuse it after the call). Metrics: ``loss``, ``accuracy``,
+    ``grad_norm``, ``finite`` (bool: loss and updated parameters all finite) and
+    for the DB-VAE ``class_loss``, ``vae_loss``, ``kl``, ``recon``.
+  """
+  _check_kind(kind)
+  forward = functools.partial(_forward_loss, kind=kind, kl_weight=kl_weight,
+                              reconstruction_loss=reconstruction_loss)
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    key = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params, model_state):
+      # The BatchNorm statistics enter as an argument (not a closure) so their
+      # variables are created inside this trace and may be updated in place.
+      # copy=True: fresh Variables owned by this trace (flax >= 0.11.2 reuses the
+      # State's Variables by default, which jax.grad then refuses to mutate).
+      model = nnx.merge(model_def.train, params, model_state, copy=True)
+      loss, metrics = forward(model, batch, key)
+      # BatchNorm updated its running statistics in train mode: carry them out.
+      _, _, model_state = nnx.split(model, nnx.Param, ...)
+      return loss, (metrics, model_state)
+
+    grads, (metrics, model_state) = jax.grad(loss_fn, has_aux=True)(state.params,
+                                                                      state.model_state)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # One flag for "this step left a usable state": the loop refuses to
+    # checkpoint (and stops) when the loss or any updated parameter is NaN/inf.
+    finite = jnp.isfinite(metrics["loss"])
+    for leaf in jax.tree.leaves(params):
+      finite &= jnp.all(jnp.isfinite(leaf))
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads), finite=finite)
+    new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return jax.jit(train_step, donate_argnums=0)
+
+
+def make_eval_step(model_def: ModelDef, *, kind: str = "classifier",
+                   kl_weight: float = 0.0005, reconstruction_loss: str = "l1"
+                   ) -> Callable[[TrainState, Batch], Metrics]:
+  """Builds the jitted evaluation step (eval mode, ``z = mu`` for the DB-VAE).
+
+  Returns:
+    ``eval_step(state, batch) -> metrics`` (the training metrics without
+    ``grad_norm``), padding excluded through ``batch["mask"]``.
+  """
+  _check_kind(kind)
+
+  def eval_step(state: TrainState, batch: Batch) -> Metrics:
+    model = model_def.merge(state)
+    return _forward_loss(model, batch, None, kind=kind, kl_weight=kl_weight,
+                         reconstruction_loss=reconstruction_loss)[1]
+
+  return jax.jit(eval_step)
+
+
+def make_encode_step(model_def: ModelDef, out_sharding=None
+                     ) -> Callable[[TrainState, jax.Array], jax.Array]:
+  """Builds a jitted ``encode(state, images) -> mu`` for a DB-VAE (eval mode).
+
+  Args:
+    model_def: the DB-VAE's ``ModelDef``.
+    out_sharding: sharding of the result; pass a replicated sharding so every
+      host can read all of ``mu`` in multi-host runs.
+  """
+
+  def encode(state: TrainState, images: jax.Array) -> jax.Array:
+    return model_def.merge(state).encode(images)[1]
+
+  return jax.jit(encode, out_shardings=out_sharding)

@@ -1,0 +1,139 @@
+"""Tests of facebias_jax.models.conv: phase-decomposed convolutions equal the plain ones."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from facebias_jax.models import conv
+
+DN = ("NHWC", "HWIO", "NHWC")
+RTOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _restore_impl():
+  before = conv.get_conv_impl()
+  yield
+  conv.set_conv_impl(before)
+
+
+def _rel_err(a, b) -> float:
+  a, b = np.asarray(a), np.asarray(b)
+  return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+
+
+def _values_and_grads(conv_fn, x, w, strides, padding, lhs_dilation=None):
+  def loss(x, w):
+    y = conv_fn(x, w, strides, padding, lhs_dilation=lhs_dilation, dimension_numbers=DN)
+    # A non-linear loss so the cotangent differs per pixel.
+    return jnp.sum(jnp.sin(y)), y
+  (_, y), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(x, w)
+  return y, grads
+
+
+# (input NHWC, kernel HWIO, strides, padding): the standard CNN's blocks, the ResNet
+# stem / stride-2 3x3 / 1x1 projection, odd sizes and unequal strides.
+STRIDED = [
+    ((2, 16, 16, 3), (5, 5, 3, 4), (2, 2), "SAME"),
+    ((2, 15, 13, 4), (3, 3, 4, 6), (2, 2), "SAME"),
+    ((2, 17, 17, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3))),
+    ((2, 10, 10, 4), (3, 3, 4, 5), (2, 2), ((1, 1), (1, 1))),
+    ((2, 9, 9, 3), (1, 1, 3, 4), (2, 2), ((0, 0), (0, 0))),
+    ((2, 12, 10, 3), (4, 3, 3, 5), (3, 2), "VALID"),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding", STRIDED)
+def test_strided_conv_values_and_gradients_match_lax(x_shape, w_shape, strides, padding):
+  conv.set_conv_impl("fast")
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
+  y_ref, (dx_ref, dw_ref) = _values_and_grads(lax.conv_general_dilated, x, w, strides, padding)
+  y, (dx, dw) = _values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
+  assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
+  assert _rel_err(y_ref, y) < RTOL
+  assert _rel_err(dx_ref, dx) < RTOL
+  assert _rel_err(dw_ref, dw) < RTOL
+
+
+@pytest.mark.parametrize("x_shape,w_shape,dilation,padding", [
+    ((2, 4, 4, 6), (3, 3, 6, 5), (2, 2), ((1, 2), (1, 2))),   # conv_transpose k3 SAME
+    ((2, 5, 5, 4), (5, 5, 4, 3), (2, 2), ((3, 2), (3, 2))),   # conv_transpose k5 SAME
+    ((2, 5, 4, 3), (4, 3, 3, 4), (3, 2), ((0, -1), (2, 1))),  # negative pad, unequal
+])
+def test_lhs_dilated_conv_values_and_gradients_match_lax(x_shape, w_shape, dilation,
+                                                          padding):
+  conv.set_conv_impl("fast")
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
+  ref = _values_and_grads(lax.conv_general_dilated, x, w, (1, 1), padding, dilation)
+  new = _values_and_grads(conv.fast_conv_general_dilated, x, w, (1, 1), padding, dilation)
+  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
+    assert a.shape == b.shape
+    assert _rel_err(a, b) < RTOL
+
+
+@pytest.mark.parametrize("kernel,padding", [(3, "SAME"), (5, "SAME"), (3, "VALID"),
+                                            (4, ((1, 2), (1, 2)))])
+def test_conv_transpose_layer_matches_nnx(kernel, padding):
+  conv.set_conv_impl("fast")
+  ref = nnx.ConvTranspose(6, 5, (kernel, kernel), strides=(2, 2), padding=padding,
+                          rngs=nnx.Rngs(0))
+  new = conv.ConvTranspose(6, 5, (kernel, kernel), strides=(2, 2), padding=padding,
+                           rngs=nnx.Rngs(0))
+  for layer in (ref, new):
+    layer.bias[...] = jnp.arange(5.0)
+  assert jax.tree.map(jnp.shape, nnx.state(ref)) == jax.tree.map(jnp.shape, nnx.state(new))
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 5, 5, 6)), jnp.float32)
+
+  def loss(model, x):
+    return jnp.sum(jnp.sin(model(x)))
+
+  assert _rel_err(ref(x), new(x)) < RTOL
+  g_ref = nnx.grad(loss, argnums=(0, 1))(ref, x)
+  g_new = nnx.grad(loss, argnums=(0, 1))(new, x)
+  assert _rel_err(g_ref[0]["kernel"][...], g_new[0]["kernel"][...]) < RTOL
+  assert _rel_err(g_ref[0]["bias"][...], g_new[0]["bias"][...]) < RTOL
+  assert _rel_err(g_ref[1], g_new[1]) < RTOL
+
+
+def test_nnx_conv_hook_keeps_parameters_and_outputs():
+  conv.set_conv_impl("fast")
+  plain = nnx.Conv(3, 4, (5, 5), strides=(2, 2), padding="SAME", rngs=nnx.Rngs(0))
+  fast = nnx.Conv(3, 4, (5, 5), strides=(2, 2), padding="SAME", rngs=nnx.Rngs(0),
+                  conv_general_dilated=conv.fast_conv_general_dilated)
+  assert jax.tree.map(jnp.shape, nnx.state(plain)) == jax.tree.map(jnp.shape, nnx.state(fast))
+  x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 16, 16, 3)), jnp.float32)
+  assert _rel_err(plain(x), fast(x)) < RTOL
+
+
+def _uses_phase_path(x_shape, w_shape, strides, padding) -> bool:
+  x = jnp.zeros(x_shape, jnp.float32)
+  w = jnp.zeros(w_shape, jnp.float32)
+  jaxpr = jax.make_jaxpr(lambda x, w: conv.fast_conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=DN))(x, w)
+  return "custom_vjp" in str(jaxpr)
+
+
+def test_impl_switch_selects_paths():
+  standard_cnn_block = ((2, 16, 16, 12), (5, 5, 12, 24), (2, 2), "SAME")
+  resnet_block = ((2, 8, 8, 64), (3, 3, 64, 128), (2, 2), ((1, 1), (1, 1)))
+  stride_one = ((2, 8, 8, 12), (3, 3, 12, 24), (1, 1), "SAME")
+  conv.set_conv_impl("auto")  # Tests run on CPU (conftest).
+  assert _uses_phase_path(*standard_cnn_block)
+  assert not _uses_phase_path(*resnet_block)
+  assert not _uses_phase_path(*stride_one)
+  conv.set_conv_impl("fast")
+  assert _uses_phase_path(*resnet_block)
+  conv.set_conv_impl("xla")
+  assert not _uses_phase_path(*standard_cnn_block)
+
+
+def test_bad_impl_name_is_a_clear_error():
+  with pytest.raises(ValueError, match="conv_impl must be one of"):
+    conv.set_conv_impl("cudnn")

@@ -1,0 +1,149 @@
+"""Tests of the live demo (facebias_jax.demo.live, experiments/webcam_demo.py)."""
+
+import os
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+import demo_fixtures as df
+from facebias_jax import imaging
+from facebias_jax.cam import export as cam_export
+from facebias_jax.demo import live
+
+NUM_FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+  return df.tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt")))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+  frames, regions = df.face_frames(NUM_FRAMES)
+  path = df.write_video(str(tmp_path_factory.mktemp("video") / "faces.avi"), frames, fps=12.0)
+  return path, regions
+
+
+def test_video_is_annotated_frame_for_frame(checkpoint, video, tmp_path):
+  path, regions = video
+  out = str(tmp_path / "out.mp4")
+  seen = []
+  summary = live.run(live.DemoOptions(checkpoint=checkpoint, video=path, output=out,
+                                      headless=True),
+                     on_frame=lambda frame, result: seen.append(result))
+  assert summary["frames"] == NUM_FRAMES
+  assert summary["method"] == "cam"  # ResNet: GAP + linear head
+  # The cascade finds the face in every frame, on the pasted face.
+  assert [len(r.boxes) for r in seen] == [1] * NUM_FRAMES
+  for result, (x, y, w, h) in zip(seen, regions):
+    bx, by, bw, bh = result.boxes[0]
+    assert x <= bx + bw / 2 <= x + w and y <= by + bh / 2 <= y + h
+    assert 0.5 <= float(result.probability[0]) <= 1.0
+    assert int(result.predicted[0]) in (0, 1)
+  inputs, in_fps = df.read_video(path)
+  outputs, out_fps = df.read_video(out)
+  assert outputs.shape == inputs.shape  # same frame count and size
+  assert out_fps == pytest.approx(in_fps)
+  for frame_in, frame_out, result in zip(inputs, outputs, seen):
+    x0, y0, x1, y1 = result.regions[0]
+    diff_in = np.abs(frame_out[y0:y1, x0:x1].astype(int) - frame_in[y0:y1, x0:x1]).mean()
+    # Outside the box and the fps strip (top-left corner), the frame is unchanged up to
+    # video compression.
+    far = (slice(y1 + 5, None), slice(x1 + 5, None)) if x1 + 5 < frame_in.shape[1] else None
+    assert diff_in > 20.0, "no CAM overlay drawn inside the face box"
+    if far is not None and frame_in[far].size:
+      assert np.abs(frame_out[far].astype(int) - frame_in[far]).mean() < 6.0
+
+
+def test_image_input_and_output(checkpoint, tmp_path):
+  frames, _ = df.face_frames(1)
+  image = str(tmp_path / "face.png")
+  imaging.save_image(image, frames[0])
+  out = str(tmp_path / "annotated.jpg")
+  summary = live.run(live.DemoOptions(checkpoint=checkpoint, image=image, output=out,
+                                      headless=True, method="gradcam"))
+  assert summary["frames"] == 1 and summary["faces"] == 1
+  assert summary["method"] == "gradcam"
+  annotated = imaging.load_image(out)
+  assert annotated.shape == frames[0].shape
+  assert np.abs(annotated.astype(int) - frames[0]).mean() > 5.0
+
+
+def test_face_classifier_batches_match_single_faces(checkpoint):
+  from facebias_jax.train.checkpoint import load_model
+  model, config = load_model(checkpoint)
+  classifier = live.FaceClassifier(model, image_size=config.data.image_size, max_faces=4)
+  crops = df.detectable_faces()[:, ::4, ::4]  # 128 -> 32 px
+  predicted, prob, maps = classifier(crops)  # 3 faces, padded to a batch of 4
+  assert predicted.shape == (3,) and prob.shape == (3,) and maps.shape == (3, 32, 32)
+  assert np.all((prob >= 0.5) & (prob <= 1.0))
+  for i in range(3):
+    p1, q1, m1 = classifier(crops[i:i + 1])
+    assert p1[0] == predicted[i]
+    np.testing.assert_allclose(q1[0], prob[i], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m1[0], maps[i], rtol=1e-3, atol=1e-4)
+  empty = classifier(crops[:0])
+  assert [a.shape[0] for a in empty] == [0, 0, 0]
+  with pytest.raises(ValueError, match="max_faces=4"):
+    classifier(np.concatenate([crops, crops]))
+
+
+def test_geometry_helpers():
+  assert live.expand_box((10, 10, 20, 20), 0.5, (40, 35)) == (0, 0, 35, 40)
+  assert live.expand_box((10, 12, 20, 10), 0.0, (100, 100)) == (10, 12, 30, 22)
+  assert [live.bucket_size(n, 4) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
+  assert live.bucket_size(5, 6) == 6
+  crops = live.crop_faces(np.full((50, 60, 3), (0, 0, 255), np.uint8), [(0, 0, 30, 20)], 16)
+  assert crops.shape == (1, 16, 16, 3) and tuple(crops[0, 0, 0]) == (255, 0, 0)  # BGR -> RGB
+
+
+def test_class_names_from_config():
+  def config(name, key="label", num_classes=1):
+    return ml_collections.ConfigDict({"data": {"name": name, "label_key": key},
+                                      "model": {"num_classes": num_classes}})
+  assert live.class_names_for(config("facebias_synthetic_faces/sex_64")) == ("female", "male")
+  assert live.class_names_for(config("facebias_celeba/aligned_64", "Male")) == ("female", "male")
+  assert live.class_names_for(config("facebias_synthetic_faces/faces_vs_nonfaces_64")) == (
+      "non-face", "face")
+  assert live.class_names_for(config("x", "Smiling")) == ("not smiling", "smiling")
+  assert live.class_names_for(config("x", num_classes=3)) == ("class 0", "class 1", "class 2")
+  assert cam_export.prediction_label(("female", "male"), 1, 0.934) == "male 0.93"
+
+
+def test_option_and_input_errors(checkpoint, video, tmp_path):
+  path, _ = video
+  with pytest.raises(ValueError, match="exactly one input"):
+    live.run(live.DemoOptions(checkpoint=checkpoint, video=path, camera=0, headless=True))
+  with pytest.raises(ValueError, match="--output=x.png"):
+    live.run(live.DemoOptions(checkpoint=checkpoint, video=path, output="x.png", headless=True))
+  with pytest.raises(ValueError, match="Unknown CAM method 'nope'"):
+    live.run(live.DemoOptions(checkpoint=checkpoint, video=path, method="nope", headless=True))
+  missing = str(tmp_path / "missing.mp4")
+  with pytest.raises(FileNotFoundError, match="missing.mp4"):
+    live.run(live.DemoOptions(checkpoint=checkpoint, video=missing, headless=True))
+  not_video = tmp_path / "notes.avi"
+  not_video.write_text("not a video")
+  with pytest.raises(live.DemoInputError, match="notes.avi"):
+    live.run(live.DemoOptions(checkpoint=checkpoint, video=str(not_video), headless=True))
+  with pytest.raises(live.DemoInputError, match="camera 57"):
+    live.run(live.DemoOptions(checkpoint=checkpoint, camera=57, headless=True))
+  no_ckpt = str(tmp_path / "no_such_run")
+  with pytest.raises(FileNotFoundError, match="no_such_run"):
+    live.run(live.DemoOptions(checkpoint=no_ckpt, video=path, headless=True))
+
+
+def test_script_reports_errors_without_traceback(tmp_path):
+  missing = str(tmp_path / "gone.mp4")
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.webcam_demo", f"--checkpoint={tmp_path}",
+       f"--video={missing}", "--headless"],
+      capture_output=True, text=True, env=env, timeout=120,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 1
+  assert "webcam_demo: error:" in proc.stderr and "gone.mp4" in proc.stderr
+  assert "Traceback" not in proc.stderr

@@ -1,0 +1,55 @@
+"""Shared fixtures of the training tests: a tiny prepared synthetic dataset and configs.
+
+The dataset is the real ``facebias_synthetic_faces`` TFDS builder with a custom
+config (16 px, a few dozen examples), prepared in a temporary ``data_dir`` and
+read back by name, exactly as training runs read the default benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+TINY_NAME = "tiny_fnf_16"
+TINY_SIZE = 16
+
+
+def prepare_tiny_dataset(data_dir: str, *, name: str = TINY_NAME, task: str = "faces_vs_nonfaces",
+                         train: int = 64, test: int = 32) -> str:
+  """Prepares a tiny synthetic set in ``data_dir``; returns its TFDS name."""
+  from facebias_jax.data import pipeline
+  from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
+
+  config = SyntheticFacesConfig(name=name, task=task, image_size=TINY_SIZE,
+                                sizes={"train": train, "validation": 0, "test": test},
+                                chunk_size=64)
+  pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
+                       builder_kwargs={"config": config})
+  return f"facebias_synthetic_faces/{name}"
+
+
+def tiny_config(kind: str, data_dir: str, name: str = f"facebias_synthetic_faces/{TINY_NAME}",
+                **train_overrides) -> ml_collections.ConfigDict:
+  """A default classifier (``kind="cnn"``) or DB-VAE (``"dbvae"``) config made tiny."""
+  from experiments.configs import classifier, dbvae
+
+  config = (dbvae if kind == "dbvae" else classifier).get_config()
+  config.data.name = name
+  config.data.data_dir = os.fspath(data_dir)
+  config.data.image_size = TINY_SIZE
+  config.data.num_threads = 0
+  config.model.filters = 2
+  config.model.hidden_dim = 8
+  if kind == "dbvae":
+    config.model.latent_dim = 4
+  config.train.batch_size = 8
+  config.train.num_epochs = 1
+  config.train.log_every_steps = 2
+  config.train.checkpoint_every_steps = 4
+  config.train.progress_bar = False
+  config.eval.n_boot = 20
+  config.eval.batch_size = 16
+  for key, value in train_overrides.items():
+    config.train[key] = value
+  return config
