@@ -15,7 +15,10 @@ and reports images/s with the ratio ours / PyTorch. It also checks that the inpu
 pipeline (``benchmarks.bench_pipeline.measure_pipeline``) delivers batches faster than
 the standard CNN's train step consumes them. Writes ``benchmarks/results/train_step.json``.
 
-    python -m benchmarks.bench_train_step [--quick] [--models standard_cnn,resnet18]
+    python -m benchmarks.bench_train_step [--quick] [--single_core] [--models ...]
+
+On the 2-core container a full run takes about 20 minutes (ResNet-18 at batch 256
+dominates); ``--quick`` (ResNet-18 at batch 32 only, fewer rounds) about 4 minutes.
 """
 
 from __future__ import annotations

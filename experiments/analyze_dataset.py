@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from facebias_jax.data import analysis
+from experiments import common
 
 _DATASET = flags.DEFINE_string(
     "dataset", "facebias_synthetic_faces/faces_vs_nonfaces_64",
@@ -58,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

@@ -25,6 +25,7 @@ import sys
 from absl import app, flags
 
 from facebias_jax.eval import evaluate
+from experiments import common
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir to evaluate (holds config.json "
                                   "and checkpoints/).")
@@ -114,4 +115,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

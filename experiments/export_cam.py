@@ -24,6 +24,7 @@ from absl import app, flags
 
 from facebias_jax.cam import methods as cam_methods
 from facebias_jax.eval import cam_export
+from experiments import common
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (config.json + "
                                   "checkpoints/) whose model is explained.")
@@ -70,4 +71,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

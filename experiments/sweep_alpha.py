@@ -18,6 +18,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from facebias_jax.eval import sweep
+from experiments import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/dbvae_synthetic.py", "DB-VAE config file (get_config()).")
@@ -63,4 +64,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from facebias_jax.train import loop
+from experiments import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/classifier.py",
@@ -31,12 +31,8 @@ def main(argv: list[str]) -> None:
   if config.model.name == "dbvae":
     raise app.UsageError("--config.model.name=dbvae: use experiments/train_dbvae.py "
                          "for the DB-VAE")
-  report = loop.train_and_evaluate(config, _WORKDIR.value)
-  if "metrics" in report:
-    fairness = report["metrics"]["fairness"]
-    print(f"accuracy {report['metrics']['overall']['accuracy']:.4f}, worst group "
-          f"{fairness['worst_group_accuracy']:.4f}; report: {_WORKDIR.value}/report.md")
+  common.train(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

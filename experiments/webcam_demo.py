@@ -27,6 +27,7 @@ import sys
 from absl import app, flags
 
 from facebias_jax.demo import face_detect, live
+from experiments import common
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (config.json + "
                                   "checkpoints/) of the classifier to run.")
@@ -85,4 +86,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)
