@@ -30,7 +30,7 @@ test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist=loadfile -q
 
 bench: install
-	$(PY) -m benchmarks.run_all
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf workdirs .pytest_cache

@@ -12,7 +12,6 @@ the eval-mode graph of ``facebias_jax.train.steps.split_model``, jitted (default
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any, Callable
@@ -22,7 +21,8 @@ from flax import nnx
 
 from benchmarks import common
 from benchmarks.bench_train_step import (CONV_IMPLS, MODELS, build_model, interleaved_best,
-                                         make_batch, pin_single_core)
+                                         make_batch, measure_all, model_parser,
+                                         throughputs)
 
 
 def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
@@ -61,52 +61,15 @@ def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[st
     _, fns["torch_1t"] = torch_reference.make_step(name, batch_size, MODELS[name][0],
                                                    threads=1)
   best = interleaved_best(fns, rounds=2 if quick else 4, min_seconds=0.2 if quick else 0.5)
-  for impl in CONV_IMPLS:
-    row[f"jax_{impl}_img_s"] = batch_size / best[impl]
-  row["torch_img_s"] = batch_size / best["torch"]
-  # PyTorch's OpenMP pool stalls badly when another process takes a core, so the
-  # reference is PyTorch at its best thread count (--threads or 1).
-  row["torch_1t_img_s"] = batch_size / best.get("torch_1t", best["torch"])
-  row["torch_best_img_s"] = max(row["torch_img_s"], row["torch_1t_img_s"])
-  row["ratio"] = row["jax_auto_img_s"] / row["torch_best_img_s"]
-  row["ratio_xla"] = row["jax_xla_img_s"] / row["torch_best_img_s"]
+  row.update(throughputs(best, batch_size))
   return row
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true",
-                      help="fewer repeats; resnet18 only at batch 32")
-  parser.add_argument("--models", default=",".join(MODELS),
-                      help=f"comma-separated subset of {', '.join(MODELS)}")
-  parser.add_argument("--batch_sizes", default="32,256", help="comma-separated batch sizes")
-  parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                      help="torch.set_num_threads (XLA uses every core of the machine)")
-  parser.add_argument("--single_core", action="store_true",
-                      help="pin this process to one core and run both frameworks "
-                           "single-threaded (robust when other jobs share the machine)")
+  parser = model_parser(__doc__.splitlines()[0])
   args = parser.parse_args(argv)
-  names = [m for m in args.models.split(",") if m]
-  unknown = [m for m in names if m not in MODELS]
-  if unknown:
-    parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
-  batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
-  if not batch_sizes or min(batch_sizes) <= 0:
-    parser.error(f"--batch_sizes must be positive integers, got {args.batch_sizes!r}")
-  if args.single_core:
-    pin_single_core()
-    args.threads = 1
-
   load_before = list(os.getloadavg())
-  rows = []
-  for name in names:
-    for batch_size in batch_sizes:
-      if args.quick and name == "resnet18" and batch_size > 32:
-        continue
-      row = measure(name, batch_size, threads=args.threads, quick=args.quick)
-      rows.append(row)
-      print(f"{name} b{batch_size}: ours {row['jax_auto_img_s']:.0f} img/s, "
-            f"torch {row['torch_img_s']:.0f} (ratio {row['ratio']:.2f})", flush=True)
+  rows = measure_all(parser, args, measure)
   common.print_table(rows, ["model", "image_size", "batch_size", "jax_auto_img_s",
                             "jax_xla_img_s", "torch_img_s", "torch_1t_img_s", "ratio",
                             "ratio_xla"])

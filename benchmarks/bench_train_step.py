@@ -150,8 +150,14 @@ def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[st
                                                    threads=1)
   best = interleaved_best(fns, rounds=2 if (quick or slow) else 4,
                           min_seconds=0.2 if (quick or slow) else 0.5)
-  for impl in CONV_IMPLS:
-    row[f"jax_{impl}_img_s"] = batch_size / best[impl]
+  row.update(throughputs(best, batch_size))
+  row["speedup_vs_xla"] = row["jax_auto_img_s"] / row["jax_xla_img_s"]
+  return row
+
+
+def throughputs(best: dict[str, float], batch_size: int) -> dict[str, float]:
+  """Images/s per contender and the ratios to PyTorch, from best seconds per call."""
+  row = {f"jax_{impl}_img_s": batch_size / best[impl] for impl in CONV_IMPLS}
   row["torch_img_s"] = batch_size / best["torch"]
   # PyTorch's OpenMP pool stalls badly when another process takes a core, so the
   # reference is PyTorch at its best thread count (--threads or 1).
@@ -159,7 +165,6 @@ def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[st
   row["torch_best_img_s"] = max(row["torch_img_s"], row["torch_1t_img_s"])
   row["ratio"] = row["jax_auto_img_s"] / row["torch_best_img_s"]
   row["ratio_xla"] = row["jax_xla_img_s"] / row["torch_best_img_s"]
-  row["speedup_vs_xla"] = row["jax_auto_img_s"] / row["jax_xla_img_s"]
   return row
 
 
@@ -185,8 +190,9 @@ def pipeline_check(rows: list[dict[str, Any]], *, quick: bool) -> dict[str, Any]
   return {"rows": check}
 
 
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_parser(description: str) -> argparse.ArgumentParser:
+  """Flags shared by the train-step and inference benchmarks."""
+  parser = argparse.ArgumentParser(description=description)
   parser.add_argument("--quick", action="store_true",
                       help="fewer repeats; resnet18 only at batch 32")
   parser.add_argument("--models", default=",".join(MODELS),
@@ -197,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--single_core", action="store_true",
                       help="pin this process to one core and run both frameworks "
                            "single-threaded (robust when other jobs share the machine)")
-  parser.add_argument("--no_pipeline", action="store_true",
-                      help="skip the input-pipeline vs train-step check")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def measure_all(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                measure_fn: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
+  """Validates the shared flags, then measures every (model, batch size) pair."""
   names = [m for m in args.models.split(",") if m]
   unknown = [m for m in names if m not in MODELS]
   if unknown:
@@ -207,21 +216,29 @@ def main(argv: list[str] | None = None) -> int:
   batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
   if not batch_sizes or min(batch_sizes) <= 0:
     parser.error(f"--batch_sizes must be positive integers, got {args.batch_sizes!r}")
-
   if args.single_core:
     pin_single_core()
     args.threads = 1
-  load_before = list(os.getloadavg())
   rows = []
   for name in names:
     for batch_size in batch_sizes:
       if args.quick and name == "resnet18" and batch_size > 32:
-        continue
-      row = measure(name, batch_size, threads=args.threads, quick=args.quick)
+        continue  # Minutes per round on 2 cores.
+      row = measure_fn(name, batch_size, threads=args.threads, quick=args.quick)
       rows.append(row)
       print(f"{name} b{batch_size}: ours {row['jax_auto_img_s']:.0f} img/s, "
             f"xla {row['jax_xla_img_s']:.0f}, torch {row['torch_img_s']:.0f} "
             f"(ratio {row['ratio']:.2f})", flush=True)
+  return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = model_parser(__doc__.splitlines()[0])
+  parser.add_argument("--no_pipeline", action="store_true",
+                      help="skip the input-pipeline vs train-step check")
+  args = parser.parse_args(argv)
+  load_before = list(os.getloadavg())
+  rows = measure_all(parser, args, measure)
   pipeline = None if args.no_pipeline else pipeline_check(rows, quick=args.quick)
   columns = ["model", "image_size", "batch_size", "jax_auto_img_s", "jax_xla_img_s",
              "torch_img_s", "torch_1t_img_s", "ratio", "ratio_xla", "speedup_vs_xla"]

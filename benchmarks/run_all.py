@@ -1,7 +1,8 @@
 """Runs every ``benchmarks/bench_*.py`` script in turn (``make bench``).
 
 Each script is run in its own process so that XLA flags and thread settings of
-one benchmark do not leak into the next.
+one benchmark do not leak into the next. Arguments are passed to every script,
+e.g. ``python -m benchmarks.run_all --quick`` (``make bench BENCH_ARGS=--quick``).
 """
 
 import glob
@@ -17,7 +18,8 @@ def main() -> int:
   for script in scripts:
     module = "benchmarks." + os.path.splitext(os.path.basename(script))[0]
     print(f"\n=== {module}", flush=True)
-    if subprocess.call([sys.executable, "-m", module], cwd=os.path.dirname(here)) != 0:
+    command = [sys.executable, "-m", module, *sys.argv[1:]]
+    if subprocess.call(command, cwd=os.path.dirname(here)) != 0:
       failed.append(module)
   if failed:
     print("Failed benchmarks: " + ", ".join(failed), file=sys.stderr)

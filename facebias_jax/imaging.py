@@ -46,7 +46,7 @@ def tile_grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] |
   ncols = ncols or int(math.ceil(math.sqrt(n)))
   nrows = int(math.ceil(n / ncols))
   caption_h = 0
-  font_scale = max(0.3, min(w / 160.0, 0.6))
+  font_scale = _caption_scale(labels, w) if labels is not None else 0.0
   if labels is not None:
     (_, text_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
     caption_h = text_h + baseline + 4
@@ -61,6 +61,14 @@ def tile_grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] |
       cv2.putText(grid, _fit_text(str(labels[i]), w, font_scale), (x0 + 1, y0 + h + caption_h - 4),
                   cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
   return grid
+
+
+def _caption_scale(labels: Sequence[str], width: int, *, largest: float = 0.6,
+                   smallest: float = 0.3) -> float:
+  """Largest font scale (within bounds) at which the longest caption fits ``width``."""
+  widest = max(cv2.getTextSize(str(t), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0] for t in labels)
+  fit = (width - 2) / max(widest, 1)
+  return float(min(largest, max(smallest, fit)))
 
 
 def _fit_text(text: str, width: int, font_scale: float) -> str:

@@ -183,15 +183,15 @@ class _Draws:
 
   def __init__(self, rng: np.random.Generator):
     self.rng = rng
-    self._buf = rng.random(256).tolist()
-    self._pos = 0
+    self._next = iter(rng.random(256).tolist()).__next__
 
   def u(self, lo: float = 0.0, hi: float = 1.0) -> float:
     """Uniform in [lo, hi)."""
-    if self._pos == len(self._buf):
-      self._buf, self._pos = self.rng.random(256).tolist(), 0
-    v = self._buf[self._pos]
-    self._pos += 1
+    try:
+      v = self._next()
+    except StopIteration:  # Refill: same stream as one long block, 256 at a time.
+      self._next = iter(self.rng.random(256).tolist()).__next__
+      v = self._next()
     return lo + (hi - lo) * v
 
   def p(self, prob: float) -> bool:
@@ -235,6 +235,7 @@ class _Pen:
     self.line_type = cv2.LINE_AA
     self._m = np.array([[self.cos, self.sin], [-self.sin, self.cos]]) * (scale * _ONE)
     self._c = np.array([cx * _ONE, cy * _ONE])
+    self._affine = (*self._m.ravel().tolist(), *self._c.tolist())
 
   def _xy(self, x: float, y: float) -> tuple[int, int]:
     px = self.cx + self.s * (self.cos * x - self.sin * y)
@@ -242,6 +243,12 @@ class _Pen:
     return int(px * _ONE), int(py * _ONE)
 
   def _pts(self, pts) -> np.ndarray:
+    if isinstance(pts, list):
+      # Short literal lists (most strokes): plain float maths beats NumPy's per-call
+      # overhead; same transform and truncation as the array path below.
+      a, b, c, e, cx, cy = self._affine
+      return np.array([(int(x * a + y * c + cx), int(x * b + y * e + cy)) for x, y in pts],
+                      np.int32)
     return (np.asarray(pts, np.float64) @ self._m + self._c).astype(np.int32)
 
   def width(self, w: float) -> int:
@@ -741,27 +748,47 @@ _NOISE_LEVELS = (2, 3, 4, 5, 6, 7, 8, 9)  # Sensor noise std in 8-bit grey level
 
 
 @functools.lru_cache(maxsize=None)
-def _noise_bank(bank_size: int, level: int) -> np.ndarray:
+def _noise_bank(bank_size: int, level: int) -> tuple[np.ndarray, np.ndarray]:
+  """Positive and negative parts (uint8) of a fixed bank of rounded Gaussian noise.
+
+  Split in two so the camera adds noise with two saturating uint8 ops instead of a
+  mixed uint8/int16 one; as one part is zero wherever the other is not, the result
+  equals saturating ``image + noise`` exactly.
+  """
   rng = np.random.default_rng([20240611, bank_size, level])
-  return np.round(rng.standard_normal((bank_size, bank_size, 3)) * level).astype(np.int16)
+  noise = np.round(rng.standard_normal((bank_size, bank_size, 3)) * level)
+  return (np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8))
 
 
-def _noise(d: _Draws, size: int) -> np.ndarray:
-  """Gaussian sensor noise int16 [size, size, 3], cropped from a fixed bank.
+def _add_noise(d: _Draws, img: np.ndarray) -> np.ndarray:
+  """Adds Gaussian sensor noise to ``img`` (uint8 [S,S,3]) from a random bank crop.
 
   A fixed bank per noise level with a random crop is deterministic and far cheaper
   than drawing fresh normals for every image.
   """
-  bank = _noise_bank(max(_NOISE_BANK_SIZE, 2 * size), d.choice(_NOISE_LEVELS))
-  y = int(d.u() * (bank.shape[0] - size))
-  x = int(d.u() * (bank.shape[1] - size))
-  return bank[y:y + size, x:x + size]
+  size = img.shape[0]
+  pos, neg = _noise_bank(max(_NOISE_BANK_SIZE, 2 * size), d.choice(_NOISE_LEVELS))
+  y = int(d.u() * (pos.shape[0] - size))
+  x = int(d.u() * (pos.shape[1] - size))
+  img = cv2.add(img, pos[y:y + size, x:x + size])
+  return cv2.subtract(img, neg[y:y + size, x:x + size], dst=img)
 
 
 @functools.lru_cache(maxsize=None)
-def _ramps(size: int) -> tuple[np.ndarray, np.ndarray]:
+def _light_basis(size: int) -> np.ndarray:
+  """Channels (1, x, y) of the image plane, x and y in [-0.5, 0.5], float32 [S,S,3].
+
+  ``cv2.transform`` with a 3x3 matrix turns it into any per-channel linear light
+  field in one pass.
+  """
   ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
-  return ramp[None, :, None], ramp[:, None, None]
+  basis = np.ones((size, size, 3), np.float32)
+  basis[:, :, 1] = ramp[None, :]
+  basis[:, :, 2] = ramp[:, None]
+  return basis
+
+
+_LUT_X = np.arange(256, dtype=np.float32) / 255.0
 
 
 def _camera(d: _Draws, canvas: np.ndarray, out_size: int) -> np.ndarray:
@@ -777,18 +804,19 @@ def _camera(d: _Draws, canvas: np.ndarray, out_size: int) -> np.ndarray:
   theta, strength = d.u(0.0, 2 * math.pi), d.u(0.0, 0.45)
   gain = d.u(0.75, 1.1)
   tint = np.array([d.normal(1.0, 0.04), 1.0, d.normal(1.0, 0.04)], np.float32) * gain
-  rx, ry = _ramps(out_size)
-  light = (1.0 + strength * (math.cos(theta) * rx + math.sin(theta) * ry)) * tint
+  # light[..., c] = tint[c] * (1 + strength * (cos(theta) x + sin(theta) y)).
+  coeffs = np.array([1.0, strength * math.cos(theta), strength * math.sin(theta)], np.float32)
+  light = cv2.transform(_light_basis(out_size), tint[:, None] * coeffs[None, :])
   img = cv2.multiply(img, light, dtype=cv2.CV_8U)
   # Camera response: a gamma curve as a lookup table, then blur and noise.
   gamma = d.u(1.0, 1.25)
-  lut = (np.power(np.arange(256, dtype=np.float32) / 255.0, gamma) * 255.0 + 0.5).astype(np.uint8)
-  img = cv2.LUT(img, lut)
+  lut = (np.power(_LUT_X, gamma) * 255.0 + 0.5).astype(np.uint8)
+  img = cv2.LUT(img, lut, dst=img)
   sigma = d.choice((0.0, 0.5, 0.8, 1.1), (0.3, 0.3, 0.25, 0.15)) * out_size / 64.0
   if sigma > 0:  # An explicit small kernel: OpenCV's default size is ~2x wider than needed.
     k = 2 * int(math.ceil(2 * sigma)) + 1
     img = cv2.GaussianBlur(img, (k, k), sigma)
-  return cv2.add(img, _noise(d, out_size), dtype=cv2.CV_8U)
+  return _add_noise(d, img)
 
 
 # ------------------------------------------------------------------------- public
