@@ -15,7 +15,6 @@ unused by plain classifiers), ``eval`` (per-group evaluation at the end).
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -31,8 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "facebias_synthetic_faces/faces_vs_nonfaces_64"
-  config.data.data_dir = config_dict.placeholder(str)    # TFDS default when None.
-  config.data.manual_dir = config_dict.placeholder(str)  # Real datasets' raw files.
+  config.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS default.
+  config.data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # Raw files.
   config.data.train_split = "train"
   config.data.eval_split = "test"   # Balanced over skin x sex (PPB-like).
   config.data.image_size = 64

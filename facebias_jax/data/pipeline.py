@@ -167,14 +167,13 @@ def load_source(name: str, *, split: str, data_dir: str | None = None,
     if base not in available:
       raise ValueError(f"Dataset {name!r} has no split {base!r} (requested split="
                        f"{split!r}); available splits: {available}.")
-  try:
-    return builder.as_data_source(split=split)
-  except NotImplementedError as e:
+  file_format = builder.info.file_format
+  if file_format is not None and file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(
-        f"Dataset {name!r} in {builder.data_dir} was prepared as "
-        f"{builder.info.file_format}, but the grain pipeline needs random access "
-        "(ArrayRecord). Delete that directory and prepare again with load_source, or "
-        "`tfds build --file_format=array_record`.") from e
+        f"Dataset {name!r} in {builder.data_dir} was prepared as {file_format.value}, but "
+        "the grain pipeline needs random access (ArrayRecord). Delete that directory and "
+        "prepare again with load_source, or `tfds build --file_format=array_record`.")
+  return builder.as_data_source(split=split)
 
 
 # --------------------------------------------------------------------- record access
