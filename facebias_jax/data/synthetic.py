@@ -257,10 +257,13 @@ class _Pen:
   def ellipse(self, x, y, ax, ay, color, *, angle=0.0, start=0.0, end=360.0, width=None,
               target=None):
     """Filled (width None) or outlined ellipse / arc; ``width`` in face units."""
-    axes = (max(1, int(ax * self.s * _ONE)), max(1, int(ay * self.s * _ONE)))
-    thickness = -1 if width is None else self.width(width)
-    img = self.canvas if target is None else target
-    lt = self.line_type if target is None else cv2.LINE_8
+    s = self.s
+    axes = (max(1, int(ax * s * _ONE)), max(1, int(ay * s * _ONE)))
+    thickness = -1 if width is None else max(1, int(round(width * s)))
+    if target is None:
+      img, lt = self.canvas, self.line_type
+    else:
+      img, lt = target, cv2.LINE_8
     cv2.ellipse(img, self._xy(x, y), axes, self.angle + angle, start, end, color, thickness,
                 lt, _SHIFT)
 
@@ -888,14 +891,18 @@ def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs
   plan = _plan(num, seed, task, full)
   images = np.empty((num, image_size, image_size, 3), np.uint8)
   masks = np.empty((num, image_size, image_size), bool)
-  columns = {name: np.empty(num, np.int32) for name in ATTRIBUTE_NAMES}
-  for i in range(num):
+  # Attributes gather in Python lists: one array per column at the end is far
+  # cheaper than a NumPy scalar store per attribute and example.
+  values = {name: [] for name in ATTRIBUTE_NAMES}
+  flags = zip(plan["is_face"].tolist(), plan["darker"].tolist(), plan["male"].tolist(),
+              plan["young"].tolist())
+  for i, (is_face, darker, male, young) in enumerate(flags):
     images[i], masks[i], attrs = render_example(
-        seed, i, image_size=image_size, is_face=bool(plan["is_face"][i]),
-        darker=bool(plan["darker"][i]), male=bool(plan["male"][i]), young=bool(plan["young"][i]),
+        seed, i, image_size=image_size, is_face=is_face, darker=darker, male=male, young=young,
         nonface_darker_fraction=full["nonface_darker_fraction"])
-    for name, value in attrs.items():
-      columns[name][i] = value
+    for name in ATTRIBUTE_NAMES:
+      values[name].append(attrs[name])
+  columns = {name: np.array(v, np.int32).reshape(num) for name, v in values.items()}
   label = columns["Male"] if task == "sex" else columns["is_face"]
   return {"image": images, "label": label.astype(np.int32).copy(), "attributes": columns,
           "mask": masks}
