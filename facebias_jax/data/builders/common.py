@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import hashlib
 import io
 import os
@@ -39,6 +38,9 @@ import cv2
 from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
+
+# The project has one Haar face detector; the PPB cropped config uses it too.
+from facebias_jax.demo import face_detect
 
 DOCS = "docs/datasets.md"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -398,19 +400,11 @@ def resize_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[i
 # ------------------------------------------------------------------------------ faces
 
 
-@functools.lru_cache(maxsize=1)
-def _haar_cascade() -> cv2.CascadeClassifier:
-  path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-  cascade = cv2.CascadeClassifier(path)
-  if cascade.empty():
-    raise FileNotFoundError(
-        f"OpenCV's Haar cascade {path} is missing or unreadable; install "
-        "opencv-python>=4.10,<5 (OpenCV 5 wheels no longer ship the cascades).")
-  return cascade
-
-
 def detect_largest_face(image_rgb: np.ndarray, *, min_size_fraction: float = 0.1) -> Box | None:
   """The largest frontal face in an image (OpenCV Haar cascade), or None.
+
+  Uses the project's one face detector, :func:`facebias_jax.demo.face_detect.detect_faces`
+  (cascade parsed once per process).
 
   Args:
     image_rgb: RGB uint8 image.
@@ -421,14 +415,12 @@ def detect_largest_face(image_rgb: np.ndarray, *, min_size_fraction: float = 0.1
     ``(x0, y0, x1, y1)`` of the largest detection, or None.
   """
   gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-  gray = cv2.equalizeHist(gray)
   min_side = max(12, int(min(gray.shape) * min_size_fraction))
-  faces = _haar_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                           minSize=(min_side, min_side))
-  if len(faces) == 0:
+  boxes = face_detect.detect_faces(gray, min_size=(min_side, min_side), max_faces=1)
+  if not boxes:
     return None
-  x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
-  return int(x), int(y), int(x + w), int(y + h)
+  x, y, w, h = boxes[0]
+  return x, y, x + w, y + h
 
 
 def expand_box(box: Box, margin: float) -> Box:
