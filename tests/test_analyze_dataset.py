@@ -11,7 +11,7 @@ import pytest
 from facebias_jax.data import analysis
 from facebias_jax.data import groups
 from facebias_jax.data import pipeline
-from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
+import train_testlib
 
 
 def test_analyze_counts_and_imbalance():
@@ -40,11 +40,7 @@ def test_analyze_counts_and_imbalance():
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  config = SyntheticFacesConfig(name="tiny_analysis16", image_size=16,
-                                sizes={"train": 48, "validation": 0, "test": 0},
-                                num_workers=1)
-  pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
-                       builder_kwargs={"config": config})
+  train_testlib.prepare_tiny_dataset(data_dir, name="tiny_analysis16", train=48, test=0)
   return data_dir
 
 

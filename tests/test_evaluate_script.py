@@ -13,6 +13,7 @@ from flax import nnx
 
 from facebias_jax.eval import evaluate, report, sweep
 from facebias_jax.models import get_model
+import train_testlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -229,13 +230,8 @@ _TINY = "tiny_eval16"
 @pytest.fixture(scope="module")
 def tiny_data_dir(tmp_path_factory):
   """A tiny prepared synthetic faces-vs-non-faces dataset (16 px), readable by name."""
-  from facebias_jax.data import pipeline
-  from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  config = SyntheticFacesConfig(name=_TINY, image_size=16, num_workers=1,
-                                sizes={"train": 48, "validation": 8, "test": 32})
-  pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
-                       builder_kwargs={"config": config})
+  train_testlib.prepare_tiny_dataset(data_dir, name=_TINY, train=48, validation=8, test=32)
   return data_dir
 
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from facebias_jax.data import pipeline
-from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
+import train_testlib
 
 NAME = "facebias_synthetic_faces/tiny_pipe16"
 
@@ -16,11 +16,8 @@ NAME = "facebias_synthetic_faces/tiny_pipe16"
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  config = SyntheticFacesConfig(name="tiny_pipe16", image_size=16,
-                                sizes={"train": 40, "validation": 8, "test": 16},
-                                num_workers=1)
-  pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
-                       builder_kwargs={"config": config})
+  train_testlib.prepare_tiny_dataset(data_dir, name="tiny_pipe16", train=40, validation=8,
+                                     test=16)
   return data_dir
 
 

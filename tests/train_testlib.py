@@ -1,4 +1,4 @@
-"""Shared fixtures of the training tests: a tiny prepared synthetic dataset and configs.
+"""Shared test helpers: a tiny prepared synthetic dataset and tiny training configs.
 
 The dataset is the real ``facebias_synthetic_faces`` TFDS builder with a custom
 config (16 px, a few dozen examples), prepared in a temporary ``data_dir`` and
@@ -16,14 +16,18 @@ TINY_SIZE = 16
 
 
 def prepare_tiny_dataset(data_dir: str, *, name: str = TINY_NAME, task: str = "faces_vs_nonfaces",
-                         train: int = 64, test: int = 32) -> str:
-  """Prepares a tiny synthetic set in ``data_dir``; returns its TFDS name."""
+                         train: int = 64, validation: int = 0, test: int = 32) -> str:
+  """Prepares a tiny synthetic set in ``data_dir``; returns its TFDS name.
+
+  Shared by every test that needs prepared data (pipeline, analysis, training,
+  evaluation), so they all read it the way real runs read the default benchmark.
+  """
   from facebias_jax.data import pipeline
   from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
 
   config = SyntheticFacesConfig(name=name, task=task, image_size=TINY_SIZE,
-                                sizes={"train": train, "validation": 0, "test": test},
-                                chunk_size=64)
+                                sizes={"train": train, "validation": validation, "test": test},
+                                chunk_size=64, num_workers=1)
   pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
                        builder_kwargs={"config": config})
   return f"facebias_synthetic_faces/{name}"
