@@ -5,9 +5,9 @@ For ``standard_cnn`` and the DB-VAE at 64 px and ``resnet18`` at 128 px, batch 3
 
 - the library's model (``facebias_jax.models.get_model``) through the library's own
   jitted, buffer-donating ``facebias_jax.train.steps.make_train_step``, once with the
-  default convolution implementation (``conv_impl=auto``: the phase input gradient of
-  ``facebias_jax.models.conv`` where it pays off on CPU) and once with plain XLA
-  convolutions (``conv_impl=xla``);
+  default convolution implementation (``conv_impl=auto``: the phase forms and batch
+  chunks of ``facebias_jax.models.conv`` where they pay off on CPU) and once with plain
+  XLA convolutions (``conv_impl=xla``), with each one's compile time;
 - the same architecture, loss and optimiser in PyTorch (``benchmarks/torch_reference.py``)
   with ``torch.set_num_threads(--threads)``; XLA uses all cores of the machine (2 here).
 
@@ -81,8 +81,14 @@ def build_model(name: str, conv_impl: str):
   return get_model(name, 1, **MODELS[name][1])
 
 
-def make_jax_step(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
-  """One library train step on a fixed batch, as a blocking zero-argument callable."""
+def make_jax_step(name: str, batch_size: int,
+                  conv_impl: str) -> tuple[Callable[[], None], float]:
+  """One library train step on a fixed batch, as a blocking zero-argument callable.
+
+  Returns:
+    ``(step, compile_seconds)``: the callable, and the seconds its first call took
+    (tracing and XLA compilation, which batch chunking lengthens, plus one step).
+  """
   from facebias_jax.models import conv
   from facebias_jax.train import steps
 
@@ -94,14 +100,16 @@ def make_jax_step(name: str, batch_size: int, conv_impl: str) -> Callable[[], No
   holder = {"state": state}
   # Compile now, under this conv_impl (the choice is made at trace time).
   conv.set_conv_impl(conv_impl)
+  start = time.perf_counter()
   holder["state"], metrics = train_step(holder["state"], batch)
   jax.block_until_ready(metrics)
+  compile_seconds = time.perf_counter() - start
 
   def run():
     holder["state"], out = train_step(holder["state"], batch)
     jax.block_until_ready(out["loss"])
 
-  return run
+  return run, compile_seconds
 
 
 def interleaved_best(fns: dict[str, Callable[[], None]], *, rounds: int,
@@ -142,7 +150,9 @@ def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[st
   slow = name == "resnet18" and batch_size >= 256
   row: dict[str, Any] = {"model": name, "image_size": MODELS[name][0],
                          "batch_size": batch_size}
-  fns = {impl: make_jax_step(name, batch_size, impl) for impl in CONV_IMPLS}
+  fns = {}
+  for impl in CONV_IMPLS:
+    fns[impl], row[f"jax_{impl}_compile_s"] = make_jax_step(name, batch_size, impl)
   fns["torch"], _ = torch_reference.make_step(name, batch_size, MODELS[name][0],
                                               threads=threads)
   if threads > 1:
@@ -241,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
   rows = measure_all(parser, args, measure)
   pipeline = None if args.no_pipeline else pipeline_check(rows, quick=args.quick)
   columns = ["model", "image_size", "batch_size", "jax_auto_img_s", "jax_xla_img_s",
-             "torch_img_s", "torch_1t_img_s", "ratio", "ratio_xla", "speedup_vs_xla"]
+             "torch_img_s", "torch_1t_img_s", "ratio", "ratio_xla", "speedup_vs_xla",
+             "jax_auto_compile_s", "jax_xla_compile_s"]
   common.print_table(rows, columns)
   extra = {"threads": args.threads, "single_core": args.single_core, "quick": args.quick,
            "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),

@@ -15,9 +15,10 @@ RTOL = 1e-4
 
 @pytest.fixture(autouse=True)
 def _restore_impl():
-  before = conv.get_conv_impl()
+  before = conv.get_conv_impl(), conv.get_conv_chunk()
   yield
-  conv.set_conv_impl(before)
+  conv.set_conv_impl(before[0])
+  conv.set_conv_chunk(before[1])
 
 
 def _rel_err(a, b) -> float:
@@ -137,3 +138,90 @@ def test_impl_switch_selects_paths():
 def test_bad_impl_name_is_a_clear_error():
   with pytest.raises(ValueError, match="conv_impl must be one of"):
     conv.set_conv_impl("cudnn")
+
+
+# Batch chunking: a batch of 7 in chunks of 3 (a short last chunk) through each path
+# the chunks can take: phase strided conv (first-layer-like, forward left whole), plain
+# XLA conv (stride 1, forward chunked) and a transposed conv (phase forward).
+CHUNKED = [
+    ((7, 16, 16, 3), (5, 5, 3, 4), (2, 2), "SAME", None),
+    ((7, 8, 8, 12), (3, 3, 12, 24), (1, 1), ((1, 1), (1, 1)), None),
+    ((7, 4, 4, 20), (3, 3, 20, 6), (1, 1), ((1, 2), (1, 2)), (2, 2)),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding,dilation", CHUNKED)
+def test_batch_chunked_conv_values_and_gradients_match_lax(x_shape, w_shape, strides,
+                                                           padding, dilation):
+  conv.set_conv_impl("fast")
+  conv.set_conv_chunk(3)
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
+  ref = _values_and_grads(lax.conv_general_dilated, x, w, strides, padding, dilation)
+  new = _values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding,
+                          dilation)
+  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
+    assert a.shape == b.shape
+    assert _rel_err(a, b) < RTOL
+
+
+def _forward_conv_count(x_shape, w_shape) -> int:
+  x = jnp.zeros(x_shape, jnp.float32)
+  w = jnp.zeros(w_shape, jnp.float32)
+  jaxpr = jax.make_jaxpr(lambda x, w: conv.fast_conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=DN))(x, w)
+  return str(jaxpr).count("conv_general_dilated[")
+
+
+def test_chunk_rule_splits_large_batches_and_keeps_small_forward_passes_whole():
+  conv.set_conv_impl("auto")  # Tests run on one CPU device (conftest).
+  conv.set_conv_chunk(4)
+  assert _forward_conv_count((10, 8, 8, 12), (3, 3, 12, 24)) == 3  # 4 + 4 + 2 images.
+  assert _forward_conv_count((4, 8, 8, 12), (3, 3, 12, 24)) == 1   # Fits one chunk.
+  # 3 -> 12 channels: Eigen's forward, not chunked (its gradients still are).
+  assert _forward_conv_count((10, 8, 8, 3), (3, 3, 3, 12)) == 1
+  conv.set_conv_chunk(0)
+  assert _forward_conv_count((10, 8, 8, 12), (3, 3, 12, 24)) == 1
+  conv.set_conv_chunk(4)
+  conv.set_conv_impl("xla")
+  assert _forward_conv_count((10, 8, 8, 12), (3, 3, 12, 24)) == 1
+
+
+def test_bad_chunk_is_a_clear_error():
+  with pytest.raises(ValueError, match="conv chunk must be a non-negative integer"):
+    conv.set_conv_chunk(-2)
+  with pytest.raises(ValueError, match="FACEBIAS_CONV_CHUNK"):
+    conv.set_conv_chunk("many")
+
+
+@pytest.mark.parametrize("name,kwargs,image_size", [
+    ("standard_cnn", dict(image_size=32, filters=4), 32),
+    ("resnet18", dict(width=0.125), 32),
+    ("dbvae", dict(image_size=32, filters=4, latent_dim=4), 32),
+])
+def test_models_train_identically_with_batch_chunks(name, kwargs, image_size):
+  """Whole models in training mode (BatchNorm over the full batch): the loss and every
+  parameter gradient with 5 images in chunks of 2 equal the plain XLA ones."""
+  from facebias_jax.models import get_model
+
+  images = jnp.asarray(np.random.default_rng(5).random((5, image_size, image_size, 3)),
+                       jnp.float32)
+
+  def loss_and_grads(impl):
+    conv.set_conv_impl(impl)
+    conv.set_conv_chunk(2)
+    model = get_model(name, 1, **kwargs)
+
+    def loss(model):
+      return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(model(images)))
+
+    return nnx.jit(nnx.value_and_grad(loss))(model)
+
+  loss_ref, grads_ref = loss_and_grads("xla")
+  loss_new, grads_new = loss_and_grads("fast")
+  assert _rel_err(loss_ref, loss_new) < RTOL
+  flat_ref, flat_new = jax.tree.leaves(grads_ref), jax.tree.leaves(grads_new)
+  assert len(flat_ref) == len(flat_new) > 0
+  for a, b in zip(flat_ref, flat_new):
+    assert _rel_err(a, b) < 1e-3

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facebias_jax.models.conv import fast_conv_general_dilated
 from facebias_jax.models.heads import LinearChain
 
 # torchvision's BatchNorm2d(eps=1e-5, momentum=0.1); flax keeps 1 - torch momentum.
@@ -37,7 +38,8 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, *, rngs: nnx.Rngs) 
   pad = kernel // 2
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=False,
-                  kernel_init=_CONV_INIT, rngs=rngs)
+                  kernel_init=_CONV_INIT, rngs=rngs,
+                  conv_general_dilated=fast_conv_general_dilated)
 
 
 def _bn(channels: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
