@@ -394,7 +394,7 @@ def fast_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
                               rhs_dilation=None, dimension_numbers=None,
                               feature_group_count=1, batch_group_count=1, precision=None,
                               preferred_element_type=None, out_sharding=None):
-  """``lax.conv_general_dilated`` with the phase decomposition where it pays off.
+  """``lax.conv_general_dilated`` with the phase forms and batch chunks where they pay off.
 
   Same signature, values and gradients as ``jax.lax.conv_general_dilated``; pass it as
   ``nnx.Conv(..., conv_general_dilated=fast_conv_general_dilated)``. Convolutions that
