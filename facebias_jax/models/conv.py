@@ -351,17 +351,14 @@ def _batch_chunked_fwd(conv, plan, x, w):
 
 
 def _batch_chunked_bwd(conv, plan, residuals, g):
-  # Each piece is the VJP of `conv` (phase or XLA) in one argument; the forward pass and
-  # the other gradient that jax.vjp also traces are dead code, which XLA removes.
+  # Each chunk's VJP of `conv` (phase or XLA). What is not used (the re-traced forward
+  # passes, and the chunks' input gradients when the whole-batch one is taken) is dead
+  # code, which XLA removes.
   x, w = residuals
-  chunks = _chunks(x.shape[0], plan.chunk)
-  dw = None
-  for c in chunks:
-    dw_c = jax.vjp(lambda w_, c=c: conv(x[c], w_), w)[1](g[c])[0]
-    dw = dw_c if dw is None else dw + dw_c
+  grads = [jax.vjp(conv, x[c], w)[1](g[c]) for c in _chunks(x.shape[0], plan.chunk)]
+  dw = functools.reduce(jnp.add, [dw_c for _, dw_c in grads])
   if plan.input_grad:
-    dx = jnp.concatenate([jax.vjp(lambda x_: conv(x_, w), x[c])[1](g[c])[0]
-                          for c in chunks])
+    dx = jnp.concatenate([dx_c for dx_c, _ in grads])
   else:
     dx = jax.vjp(lambda x_: conv(x_, w), x)[1](g)[0]
   return dx, dw
