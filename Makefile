@@ -19,7 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# Builds (or finds in its cache) the oneDNN convolution library; without a compiler it
+# says so and the library keeps XLA's own convolutions.
 install: $(STAMP)
+	@$(PY) -c 'import sys; from facebias_jax.models import onednn; sys.exit(onednn.main())'
 
 demo: install
 	$(PY) -m experiments.train_classifier --flagfile=experiments/flags/cnn_synthetic.flags --workdir=$(WORKDIR)/standard_cnn

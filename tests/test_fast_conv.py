@@ -7,10 +7,14 @@ import pytest
 from flax import nnx
 from jax import lax
 
+from conv_testlib import DN, RTOL, STRIDED, rel_err, values_and_grads
 from facebias_jax.models import conv
 
-DN = ("NHWC", "HWIO", "NHWC")
-RTOL = 1e-4
+
+@pytest.fixture
+def no_onednn(monkeypatch):
+  """The "auto" rule as on a machine where oneDNN could not be built."""
+  monkeypatch.setattr(conv.onednn, "available", lambda: False)
 
 
 @pytest.fixture(autouse=True)
@@ -21,44 +25,18 @@ def _restore_impl():
   conv.set_conv_chunk(before[1])
 
 
-def _rel_err(a, b) -> float:
-  a, b = np.asarray(a), np.asarray(b)
-  return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
-
-
-def _values_and_grads(conv_fn, x, w, strides, padding, lhs_dilation=None):
-  def loss(x, w):
-    y = conv_fn(x, w, strides, padding, lhs_dilation=lhs_dilation, dimension_numbers=DN)
-    # A non-linear loss so the cotangent differs per pixel.
-    return jnp.sum(jnp.sin(y)), y
-  (_, y), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(x, w)
-  return y, grads
-
-
-# (input NHWC, kernel HWIO, strides, padding): the standard CNN's blocks, the ResNet
-# stem / stride-2 3x3 / 1x1 projection, odd sizes and unequal strides.
-STRIDED = [
-    ((2, 16, 16, 3), (5, 5, 3, 4), (2, 2), "SAME"),
-    ((2, 15, 13, 4), (3, 3, 4, 6), (2, 2), "SAME"),
-    ((2, 17, 17, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3))),
-    ((2, 10, 10, 4), (3, 3, 4, 5), (2, 2), ((1, 1), (1, 1))),
-    ((2, 9, 9, 3), (1, 1, 3, 4), (2, 2), ((0, 0), (0, 0))),
-    ((2, 12, 10, 3), (4, 3, 3, 5), (3, 2), "VALID"),
-]
-
-
 @pytest.mark.parametrize("x_shape,w_shape,strides,padding", STRIDED)
 def test_strided_conv_values_and_gradients_match_lax(x_shape, w_shape, strides, padding):
   conv.set_conv_impl("fast")
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
   w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
-  y_ref, (dx_ref, dw_ref) = _values_and_grads(lax.conv_general_dilated, x, w, strides, padding)
-  y, (dx, dw) = _values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
+  y_ref, (dx_ref, dw_ref) = values_and_grads(lax.conv_general_dilated, x, w, strides, padding)
+  y, (dx, dw) = values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
   assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
-  assert _rel_err(y_ref, y) < RTOL
-  assert _rel_err(dx_ref, dx) < RTOL
-  assert _rel_err(dw_ref, dw) < RTOL
+  assert rel_err(y_ref, y) < RTOL
+  assert rel_err(dx_ref, dx) < RTOL
+  assert rel_err(dw_ref, dw) < RTOL
 
 
 @pytest.mark.parametrize("x_shape,w_shape,dilation,padding", [
@@ -72,11 +50,11 @@ def test_lhs_dilated_conv_values_and_gradients_match_lax(x_shape, w_shape, dilat
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
   w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
-  ref = _values_and_grads(lax.conv_general_dilated, x, w, (1, 1), padding, dilation)
-  new = _values_and_grads(conv.fast_conv_general_dilated, x, w, (1, 1), padding, dilation)
+  ref = values_and_grads(lax.conv_general_dilated, x, w, (1, 1), padding, dilation)
+  new = values_and_grads(conv.fast_conv_general_dilated, x, w, (1, 1), padding, dilation)
   for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
     assert a.shape == b.shape
-    assert _rel_err(a, b) < RTOL
+    assert rel_err(a, b) < RTOL
 
 
 @pytest.mark.parametrize("kernel,padding", [(3, "SAME"), (5, "SAME"), (3, "VALID"),
@@ -95,12 +73,12 @@ def test_conv_transpose_layer_matches_nnx(kernel, padding):
   def loss(model, x):
     return jnp.sum(jnp.sin(model(x)))
 
-  assert _rel_err(ref(x), new(x)) < RTOL
+  assert rel_err(ref(x), new(x)) < RTOL
   g_ref = nnx.grad(loss, argnums=(0, 1))(ref, x)
   g_new = nnx.grad(loss, argnums=(0, 1))(new, x)
-  assert _rel_err(g_ref[0]["kernel"][...], g_new[0]["kernel"][...]) < RTOL
-  assert _rel_err(g_ref[0]["bias"][...], g_new[0]["bias"][...]) < RTOL
-  assert _rel_err(g_ref[1], g_new[1]) < RTOL
+  assert rel_err(g_ref[0]["kernel"][...], g_new[0]["kernel"][...]) < RTOL
+  assert rel_err(g_ref[0]["bias"][...], g_new[0]["bias"][...]) < RTOL
+  assert rel_err(g_ref[1], g_new[1]) < RTOL
 
 
 def test_nnx_conv_hook_keeps_parameters_and_outputs():
@@ -110,7 +88,7 @@ def test_nnx_conv_hook_keeps_parameters_and_outputs():
                   conv_general_dilated=conv.fast_conv_general_dilated)
   assert jax.tree.map(jnp.shape, nnx.state(plain)) == jax.tree.map(jnp.shape, nnx.state(fast))
   x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 16, 16, 3)), jnp.float32)
-  assert _rel_err(plain(x), fast(x)) < RTOL
+  assert rel_err(plain(x), fast(x)) < RTOL
 
 
 def _uses_phase_path(x_shape, w_shape, strides, padding) -> bool:
@@ -121,7 +99,7 @@ def _uses_phase_path(x_shape, w_shape, strides, padding) -> bool:
   return "custom_vjp" in str(jaxpr)
 
 
-def test_impl_switch_selects_paths():
+def test_impl_switch_selects_paths(no_onednn):
   standard_cnn_block = ((2, 16, 16, 12), (5, 5, 12, 24), (2, 2), "SAME")
   resnet_block = ((2, 8, 8, 64), (3, 3, 64, 128), (2, 2), ((1, 1), (1, 1)))
   stride_one = ((2, 8, 8, 12), (3, 3, 12, 24), (1, 1), "SAME")
@@ -158,12 +136,12 @@ def test_batch_chunked_conv_values_and_gradients_match_lax(x_shape, w_shape, str
   rng = np.random.default_rng(4)
   x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
   w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
-  ref = _values_and_grads(lax.conv_general_dilated, x, w, strides, padding, dilation)
-  new = _values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding,
+  ref = values_and_grads(lax.conv_general_dilated, x, w, strides, padding, dilation)
+  new = values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding,
                           dilation)
   for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
     assert a.shape == b.shape
-    assert _rel_err(a, b) < RTOL
+    assert rel_err(a, b) < RTOL
 
 
 def _forward_conv_count(x_shape, w_shape) -> int:
@@ -174,7 +152,7 @@ def _forward_conv_count(x_shape, w_shape) -> int:
   return str(jaxpr).count("conv_general_dilated[")
 
 
-def test_chunk_rule_splits_large_batches_and_keeps_small_forward_passes_whole():
+def test_chunk_rule_splits_large_batches_and_keeps_small_forward_passes_whole(no_onednn):
   conv.set_conv_impl("auto")  # Tests run on one CPU device (conftest).
   conv.set_conv_chunk(4)
   assert _forward_conv_count((10, 8, 8, 12), (3, 3, 12, 24)) == 3  # 4 + 4 + 2 images.
@@ -220,8 +198,8 @@ def test_models_train_identically_with_batch_chunks(name, kwargs, image_size):
 
   loss_ref, grads_ref = loss_and_grads("xla")
   loss_new, grads_new = loss_and_grads("fast")
-  assert _rel_err(loss_ref, loss_new) < RTOL
+  assert rel_err(loss_ref, loss_new) < RTOL
   flat_ref, flat_new = jax.tree.leaves(grads_ref), jax.tree.leaves(grads_new)
   assert len(flat_ref) == len(flat_new) > 0
   for a, b in zip(flat_ref, flat_new):
-    assert _rel_err(a, b) < 1e-3
+    assert rel_err(a, b) < 1e-3

@@ -1,7 +1,15 @@
-"""Faster convolutions for XLA:CPU (phase decomposition, batch chunks), same values.
+"""Faster convolutions for XLA:CPU (oneDNN, phase decomposition, batch chunks), same values.
 
-Why: the input gradient of a stride-``s`` convolution, and the forward pass of a
-transposed convolution, are convolutions with ``lhs_dilation=s`` (an input with
+First choice, *oneDNN*: on a single CPU device, every plain convolution (stride,
+padding, no lhs dilation) runs forward and backward on oneDNN's primitives, what
+PyTorch runs on the CPU, through the XLA FFI (``facebias_jax.models.onednn``, built on
+first use). They are 1.3x to 3x faster than XLA:CPU's own kernels for ResNet layers and
+for most gradients. Transposed convolutions take the phase form below, whose strided
+convolutions then run on oneDNN as well. Where oneDNN is not available (no compiler, no
+oneDNN wheel: ``onednn.unavailable_reason()`` says why), the rest of this module applies.
+
+Why the rest: the input gradient of a stride-``s`` convolution, and the forward pass of
+a transposed convolution, are convolutions with ``lhs_dilation=s`` (an input with
 ``s - 1`` zeros between pixels). XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK
 only when they have no base (lhs) dilation (and more than 16 channels on one side);
 a dilated one falls back to Eigen's generic spatial convolution, whose patch
@@ -20,30 +28,31 @@ its fast path.
 - ``fast_conv_general_dilated``: drop-in for ``jax.lax.conv_general_dilated`` (the
   ``conv_general_dilated=`` argument of ``nnx.Conv``). Strided convs keep XLA's forward
   and filter gradient and get the phase input gradient (``jax.custom_vjp``);
-  lhs-dilated convs (transposed convs) run forward in phase form, with a strided-conv
-  input gradient and a filter gradient written as a strided conv's filter gradient.
+  lhs-dilated convs (transposed convs) run forward in phase form, with both gradients
+  from one strided convolution.
 - ``fast_conv_transpose`` / ``ConvTranspose``: ``lax.conv_transpose`` /
   ``nnx.ConvTranspose`` through that path.
 
 Second, *batch chunks*: XLA:CPU's YNNPACK convolutions, above all their filter
 gradients, run 2x to 6x faster per image on 16 images than on 256, so on a single CPU
-device every eligible filter gradient is computed over chunks of ``get_conv_chunk()``
-images (16 by default; ``set_conv_chunk`` or the ``FACEBIAS_CONV_CHUNK`` environment
-variable, 0 = off) and summed, and forward passes and input gradients of layers with
-few channels are computed over chunks and concatenated (``_batch_chunked``, a
-``jax.custom_vjp``; ``_chunk_plan`` says which passes). Each chunk still takes the
-phase forms above where they apply.
+device without oneDNN every eligible filter gradient is computed over chunks of
+``get_conv_chunk()`` images (16 by default; ``set_conv_chunk`` or the
+``FACEBIAS_CONV_CHUNK`` environment variable, 0 = off) and summed, and forward passes
+and input gradients of layers with few channels are computed over chunks and
+concatenated (``_batch_chunked``, a ``jax.custom_vjp``; ``_chunk_plan`` says which
+passes). Each chunk still takes the phase forms above where they apply.
 
-Switch: ``set_conv_impl("auto" | "fast" | "xla")`` (or the ``FACEBIAS_CONV_IMPL``
-environment variable). ``"auto"`` (default) takes the phase path only on the CPU
-backend and only for the shapes where it was measured faster, and chunks batches only
-on a single CPU device; ``"fast"`` takes both for every eligible float32 NHWC 2-D
-convolution; ``"xla"`` never. The choice is made when a
-function is traced, so set it before ``jax.jit`` compiles the model. Parameters are
-untouched (HWIO kernels, same shapes and names as ``nnx.Conv``/``nnx.ConvTranspose``),
-so checkpoints and the torch import are identical whichever implementation runs;
-values and gradients match the plain ones up to float32 summation order
-(``tests/test_fast_conv.py``).
+Switch: ``set_conv_impl("auto" | "onednn" | "fast" | "xla")`` (or the
+``FACEBIAS_CONV_IMPL`` environment variable). ``"auto"`` (default) takes oneDNN on a
+single CPU device when it is available and otherwise the phase path and batch chunks
+only on the CPU backend and only for the shapes where they were measured faster;
+``"onednn"`` insists on oneDNN (an error names what is missing); ``"fast"`` takes the
+phase path and chunks for every eligible float32 NHWC 2-D convolution, never oneDNN;
+``"xla"`` none of them. The choice is made when a function is traced, so set it before
+``jax.jit`` compiles the model. Parameters are untouched (HWIO kernels, same shapes and
+names as ``nnx.Conv``/``nnx.ConvTranspose``), so checkpoints and the torch import are
+identical whichever implementation runs; values and gradients match the plain ones up
+to float32 summation order (``tests/test_fast_conv.py``, ``tests/test_onednn.py``).
 """
 
 from __future__ import annotations
@@ -59,7 +68,9 @@ from flax import nnx
 from flax.nnx.nn.linear import canonicalize_padding
 from jax import lax
 
-CONV_IMPLS = ("auto", "fast", "xla")
+from facebias_jax.models import onednn
+
+CONV_IMPLS = ("auto", "onednn", "fast", "xla")
 _NHWC_DIMS = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ("NHWC", "HWIO", "NHWC"))
 # "auto" uses the phase input gradient of a strided conv when in_channels *
 # out_channels is at most this and the kernel is larger than the stride. Measured on a
@@ -98,8 +109,10 @@ def set_conv_impl(impl: str) -> None:
   """Selects the convolution gradient implementation for functions traced afterwards.
 
   Args:
-    impl: ``"auto"`` (phase input gradient on CPU where measured faster), ``"fast"``
-      (phase input gradient for every eligible strided convolution) or ``"xla"``
+    impl: ``"auto"`` (oneDNN on a single CPU device when it is available, else the
+      phase forms and batch chunks where measured faster), ``"onednn"`` (oneDNN for
+      every eligible convolution; an error if it cannot be built), ``"fast"`` (phase
+      forms and batch chunks for every eligible convolution, no oneDNN) or ``"xla"``
       (plain ``lax.conv_general_dilated`` everywhere).
   """
   global _conv_impl
@@ -175,6 +188,33 @@ def _pays_off(rhs, steps: Sequence[int], impl: str, max_channel_product: int | N
                or rhs.shape[2] * rhs.shape[3] <= max_channel_product))
 
 
+def _onednn_on(impl: str) -> bool:
+  """Whether convolutions traced now go to oneDNN (``facebias_jax.models.onednn``).
+
+  "auto" uses it only on a single CPU device: its FFI calls have no sharding rule, so
+  XLA would gather a batch sharded over several devices onto each of them.
+  """
+  if impl == "onednn":
+    if not onednn.available():
+      raise onednn.OnednnUnavailable(
+          f"conv impl 'onednn' was asked for but {onednn.unavailable_reason()} (or use "
+          "FACEBIAS_CONV_IMPL=auto to fall back to XLA's convolutions).")
+    return True
+  return (impl == "auto" and jax.default_backend() == "cpu" and jax.device_count() == 1
+          and onednn.available())
+
+
+def _strided_conv(x: jax.Array, w: jax.Array, strides: Sequence[int],
+                  padding: Sequence[tuple[int, int]]) -> jax.Array:
+  """The plain NHWC/HWIO convolution the phase forms are made of: oneDNN's when it is
+  on and takes this shape, else XLA's."""
+  strides = tuple(int(s) for s in strides)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if _onednn_on(get_conv_impl()) and onednn.supports(x, w, strides, padding):
+    return onednn.conv2d(x, w, strides, padding)
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC_DIMS)
+
+
 def _phase_taps(kernel: int, dilation: int, pad_lo: int) -> tuple[np.ndarray, int]:
   """Kernel-tap table of the phase decomposition along one spatial dimension.
 
@@ -231,7 +271,7 @@ def phase_dilated_conv(x: jax.Array, w: jax.Array, lhs_dilation: Sequence[int],
   x = lax.pad(x, jnp.zeros((), x.dtype),
               ((0, 0, 0), (-ey_lo, my + dy - 1 + ey_lo - h, 0),
                (-ex_lo, mx + dx - 1 + ex_lo - wd, 0), (0, 0, 0)))
-  out = lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC_DIMS)
+  out = _strided_conv(x, kernel, (1, 1), ((0, 0), (0, 0)))
   out = out.reshape(n, my, mx, sh, sw, co).transpose(0, 1, 3, 2, 4, 5)
   return out.reshape(n, my * sh, mx * sw, co)[:, :out_h, :out_w]
 
@@ -299,24 +339,21 @@ def _phase_dilated_bwd(lhs_dilation, padding, residuals, g):
   x, w = residuals
   kh, kw = w.shape[:2]
   h, wd = x.shape[1:3]
-  # Input gradient: JAX's transpose of an lhs-dilated conv is a plain strided conv.
-  _, x_vjp = jax.vjp(
-      lambda x_: lax.conv_general_dilated(x_, w, (1, 1), padding, lhs_dilation=lhs_dilation,
-                                          dimension_numbers=_NHWC_DIMS), x)
-  # Filter gradient: dw[k-1-t] = sum_i x[i] g[s*i + t - (k-1-lo)], i.e. the filter
-  # gradient of a stride-s conv over (padded) g with output gradient x, flipped.
-  # JAX would emit it as another lhs-dilated conv (slow on CPU); this form is not.
+  # Both gradients come from ONE stride-s convolution over the padded g:
+  #   dx[i] = sum_t g[s*i + t - (k-1-lo)] w[k-1-t]  (JAX's transpose, written out), and
+  #   dw[k-1-t] = sum_i x[i] g[s*i + t - (k-1-lo)]  (that convolution's filter gradient
+  #   for output gradient x, flipped). JAX would emit the latter as another lhs-dilated
+  #   convolution, slow on CPU; a strided one runs on the fast paths.
   g_pad = lax.pad(g, jnp.zeros((), g.dtype), (
       (0, 0, 0),
       (kh - 1 - padding[0][0], lhs_dilation[0] * (h - 1) + padding[0][0] + 1 - g.shape[1], 0),
       (kw - 1 - padding[1][0], lhs_dilation[1] * (wd - 1) + padding[1][0] + 1 - g.shape[2], 0),
       (0, 0, 0)))
   w_flipped_t = jnp.flip(w, (0, 1)).swapaxes(2, 3)
-  _, w_vjp = jax.vjp(
-      lambda v: lax.conv_general_dilated(g_pad, v, lhs_dilation, "VALID",
-                                         dimension_numbers=_NHWC_DIMS), w_flipped_t)
+  dx, w_vjp = jax.vjp(lambda v: _strided_conv(g_pad, v, lhs_dilation, ((0, 0), (0, 0))),
+                      w_flipped_t)
   dw = jnp.flip(w_vjp(x)[0], (0, 1)).swapaxes(2, 3)
-  return x_vjp(g)[0], dw
+  return dx, dw
 
 
 _phase_dilated.defvjp(_phase_dilated_fwd, _phase_dilated_bwd)
@@ -406,6 +443,11 @@ def fast_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
       and out_sharding is None
       and _plain_2d(lhs, rhs, rhs_dilation, dimension_numbers, feature_group_count,
                     batch_group_count)):
+    use_onednn = _onednn_on(impl)
+    if use_onednn and all(s == 1 for s in dilation):
+      pads = _pad_pairs(padding, lhs.shape[1:3], rhs.shape[:2], strides)
+      if onednn.supports(lhs, rhs, strides, pads):
+        return onednn.conv2d(lhs, rhs, strides, pads)
     conv = functools.partial(lax.conv_general_dilated, window_strides=strides,
                              padding=padding, lhs_dilation=dilation,
                              dimension_numbers=_NHWC_DIMS)
@@ -418,7 +460,8 @@ def fast_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
       if _pays_off(rhs, dilation, impl, None) and not isinstance(padding, str):
         conv = functools.partial(_phase_dilated, lhs_dilation=dilation, padding=tuple(
             (int(lo), int(hi)) for lo, hi in padding))
-    plan = _chunk_plan(lhs, rhs, impl)
+    # Chunks help XLA's own kernels; oneDNN's run whole batches well.
+    plan = None if use_onednn else _chunk_plan(lhs, rhs, impl)
     return conv(lhs, rhs) if plan is None else _batch_chunked(conv, plan, lhs, rhs)
   kwargs = {} if out_sharding is None else {"out_sharding": out_sharding}
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,

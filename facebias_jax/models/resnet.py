@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facebias_jax.models import pooling
 from facebias_jax.models.conv import fast_conv_general_dilated
 from facebias_jax.models.heads import LinearChain
 
@@ -179,7 +180,7 @@ class ResNet(nnx.Module):
       raise ValueError(f"ResNet expects images [B, H, W, C], got shape {tuple(images.shape)}.")
     x = jax.nn.relu(self.bn1(self.conv1(images)))
     if not self.small_inputs:
-      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = pooling.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for block in stage:
         x = block(x)

@@ -1,0 +1,243 @@
+// oneDNN convolutions as XLA:CPU FFI handlers (forward, input gradient, filter
+// gradient) for NHWC activations and HWIO kernels, float32.
+//
+// Why: XLA:CPU's convolution kernels (YNNPACK, Eigen) are 1.3x-2x slower than oneDNN's
+// on AVX-512 CPUs for the convolutions of a ResNet or the MIT standard CNN, above all
+// their gradients (docs/performance.md). oneDNN is what PyTorch runs on the CPU, so
+// binding it here puts both frameworks on the same kernels.
+//
+// Layout: activations stay NHWC (oneDNN's brgemm convolutions read and write it
+// directly), kernels are reordered between HWIO and whatever blocked layout the chosen
+// implementation prefers ("any"), which costs one small copy per call. Primitives are
+// built once per shape and cached; each call brings its own scratchpad.
+//
+// Built by facebias_jax/models/onednn.py with g++ against the oneDNN wheel
+// (onednn-cpu-gomp) and jaxlib's FFI headers.
+
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+enum class Pass { kForward = 0, kInputGrad = 1, kFilterGrad = 2 };
+
+// Shapes of one convolution, in oneDNN's order: src [N, C, H, W], weights
+// [O, I, KH, KW], dst [N, O, OH, OW].
+struct Geometry {
+  memory::dims src, weights, dst, strides, dilates, pad_l, pad_r;
+  auto key(Pass pass) const {
+    return std::make_tuple(static_cast<int>(pass), src, weights, dst, strides, dilates,
+                           pad_l, pad_r);
+  }
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// One cached pass: the convolution primitive, the reorder that brings the HWIO kernel
+// to (forward, input grad) or from (filter grad) its preferred layout, and the sizes
+// of the buffers a call needs.
+struct Plan {
+  dnnl::primitive conv;
+  dnnl::reorder reorder;
+  bool needs_reorder = false;
+  memory::desc user_weights, conv_weights, scratchpad;
+};
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
+  memory::desc src(g.src, memory::data_type::f32, tag::nhwc);
+  memory::desc wei(g.weights, memory::data_type::f32, tag::any);
+  memory::desc dst(g.dst, memory::data_type::f32, tag::nhwc);
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      src, wei, dst, g.strides, g.dilates, g.pad_l, g.pad_r, UserScratchpad());
+}
+
+Plan MakePlan(const Geometry& g, Pass pass) {
+  Plan plan;
+  plan.user_weights = memory::desc(g.weights, memory::data_type::f32, tag::hwio);
+  auto fwd = ForwardDesc(g);
+  if (pass == Pass::kForward) {
+    plan.conv = dnnl::convolution_forward(fwd);
+    plan.conv_weights = fwd.weights_desc();
+    plan.scratchpad = fwd.scratchpad_desc();
+  } else if (pass == Pass::kInputGrad) {
+    memory::desc dsrc(g.src, memory::data_type::f32, tag::nhwc);
+    memory::desc wei(g.weights, memory::data_type::f32, tag::any);
+    memory::desc ddst(g.dst, memory::data_type::f32, tag::nhwc);
+    dnnl::convolution_backward_data::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, dsrc, wei, ddst, g.strides,
+        g.dilates, g.pad_l, g.pad_r, fwd, UserScratchpad());
+    plan.conv = dnnl::convolution_backward_data(pd);
+    plan.conv_weights = pd.weights_desc();
+    plan.scratchpad = pd.scratchpad_desc();
+  } else {
+    memory::desc src(g.src, memory::data_type::f32, tag::nhwc);
+    memory::desc dwei(g.weights, memory::data_type::f32, tag::any);
+    memory::desc ddst(g.dst, memory::data_type::f32, tag::nhwc);
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, src, dwei, ddst, g.strides,
+        g.dilates, g.pad_l, g.pad_r, fwd, UserScratchpad());
+    plan.conv = dnnl::convolution_backward_weights(pd);
+    plan.conv_weights = pd.diff_weights_desc();
+    plan.scratchpad = pd.scratchpad_desc();
+  }
+  plan.needs_reorder = plan.conv_weights != plan.user_weights;
+  if (plan.needs_reorder) {
+    plan.reorder = pass == Pass::kFilterGrad
+                       ? dnnl::reorder(dnnl::reorder::primitive_desc(
+                             Engine(), plan.conv_weights, Engine(), plan.user_weights))
+                       : dnnl::reorder(dnnl::reorder::primitive_desc(
+                             Engine(), plan.user_weights, Engine(), plan.conv_weights));
+  }
+  return plan;
+}
+
+// Primitive creation takes milliseconds (it JIT-compiles kernels), so plans are
+// cached for the life of the process, one per pass and shape.
+const Plan& GetPlan(const Geometry& g, Pass pass) {
+  static std::mutex mutex;
+  static std::map<decltype(g.key(pass)), std::unique_ptr<Plan>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = cache[g.key(pass)];
+  if (!slot) slot = std::make_unique<Plan>(MakePlan(g, pass));
+  return *slot;
+}
+
+// XLA passes NHWC / HWIO buffers; the attributes carry what the shapes cannot say.
+Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
+                      ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
+                      ffi::Span<const int64_t> dilation,
+                      ffi::Span<const int64_t> padding) {
+  Geometry g;
+  g.src = {x[0], x[3], x[1], x[2]};
+  g.weights = {w[3], w[2], w[0], w[1]};
+  g.dst = {y[0], y[3], y[1], y[2]};
+  g.strides = {strides[0], strides[1]};
+  // oneDNN counts dilation from 0 (0 = dense kernel), XLA from 1.
+  g.dilates = {dilation[0] - 1, dilation[1] - 1};
+  g.pad_l = {padding[0], padding[2]};
+  g.pad_r = {padding[1], padding[3]};
+  return g;
+}
+
+// An uninitialised, 64-byte aligned buffer (a std::vector would zero it first).
+struct Buffer {
+  explicit Buffer(size_t size)
+      : data(size ? static_cast<uint8_t*>(std::aligned_alloc(64, (size + 63) / 64 * 64))
+                  : nullptr) {}
+  ~Buffer() { std::free(data); }
+  uint8_t* data;
+};
+
+ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out) {
+  // One convolution at a time: each already spreads over every core through OpenMP,
+  // and XLA would otherwise start independent ones (a layer's two gradients) side by
+  // side on its own threads, each with a full OpenMP team, oversubscribing the cores.
+  static std::mutex running;
+  std::lock_guard<std::mutex> lock(running);
+  try {
+    const Plan& plan = GetPlan(g, pass);
+    auto& engine = Engine();
+    dnnl::stream stream(engine);
+    Buffer scratch(plan.scratchpad.get_size());
+    Buffer staged(plan.needs_reorder ? plan.conv_weights.get_size() : 0);
+    memory user_w(plan.user_weights, engine, weights);
+    memory conv_w(plan.conv_weights, engine, plan.needs_reorder ? staged.data : weights);
+    memory scratchpad(plan.scratchpad, engine, scratch.data);
+    memory::desc act_md(pass == Pass::kInputGrad ? g.dst : g.src, memory::data_type::f32,
+                        tag::nhwc);
+    memory::desc out_md(pass == Pass::kForward ? g.dst : g.src, memory::data_type::f32,
+                        tag::nhwc);
+    if (pass == Pass::kForward) {
+      if (plan.needs_reorder) plan.reorder.execute(stream, user_w, conv_w);
+      plan.conv.execute(stream, {{DNNL_ARG_SRC, memory(act_md, engine, act)},
+                                 {DNNL_ARG_WEIGHTS, conv_w},
+                                 {DNNL_ARG_DST, memory(out_md, engine, out)},
+                                 {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    } else if (pass == Pass::kInputGrad) {
+      if (plan.needs_reorder) plan.reorder.execute(stream, user_w, conv_w);
+      plan.conv.execute(stream, {{DNNL_ARG_DIFF_DST, memory(act_md, engine, act)},
+                                 {DNNL_ARG_WEIGHTS, conv_w},
+                                 {DNNL_ARG_DIFF_SRC, memory(out_md, engine, out)},
+                                 {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    } else {
+      // act = x, weights = dy (NHWC, described by g.dst), out = dw (HWIO).
+      memory::desc dy_md(g.dst, memory::data_type::f32, tag::nhwc);
+      memory user_dw(plan.user_weights, engine, out);
+      memory conv_dw(plan.conv_weights, engine, plan.needs_reorder ? staged.data : out);
+      plan.conv.execute(stream, {{DNNL_ARG_SRC, memory(act_md, engine, act)},
+                                 {DNNL_ARG_DIFF_DST, memory(dy_md, engine, weights)},
+                                 {DNNL_ARG_DIFF_WEIGHTS, conv_dw},
+                                 {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      if (plan.needs_reorder) plan.reorder.execute(stream, conv_dw, user_dw);
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("oneDNN convolution failed: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+using Ints = ffi::Span<const int64_t>;
+
+ffi::Error Forward(F32 x, F32 w, ffi::ResultBuffer<ffi::F32> y, Ints strides,
+                   Ints dilation, Ints padding) {
+  auto g = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), strides,
+                        dilation, padding);
+  return Run(g, Pass::kForward, x.untyped_data(), w.untyped_data(), y->untyped_data());
+}
+
+ffi::Error InputGrad(F32 dy, F32 w, ffi::ResultBuffer<ffi::F32> dx, Ints strides,
+                     Ints dilation, Ints padding) {
+  auto g = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), strides,
+                        dilation, padding);
+  return Run(g, Pass::kInputGrad, dy.untyped_data(), w.untyped_data(),
+             dx->untyped_data());
+}
+
+ffi::Error FilterGrad(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dw, Ints strides,
+                      Ints dilation, Ints padding) {
+  auto g = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), strides,
+                        dilation, padding);
+  return Run(g, Pass::kFilterGrad, x.untyped_data(), dy.untyped_data(),
+             dw->untyped_data());
+}
+
+}  // namespace
+
+#define FACEBIAS_BIND                                                        \
+  ffi::Ffi::Bind()                                                           \
+      .Arg<F32>()                                                            \
+      .Arg<F32>()                                                            \
+      .Ret<F32>()                                                            \
+      .Attr<Ints>("strides")                                                 \
+      .Attr<Ints>("dilation")                                                \
+      .Attr<Ints>("padding")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FacebiasOnednnConvForward, Forward, FACEBIAS_BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FacebiasOnednnConvInputGrad, InputGrad, FACEBIAS_BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(FacebiasOnednnConvFilterGrad, FilterGrad, FACEBIAS_BIND);

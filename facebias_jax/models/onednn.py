@@ -1,0 +1,231 @@
+"""oneDNN convolutions on XLA:CPU through the XLA FFI (built on first use, cached).
+
+Why: on the CPU, XLA runs convolutions with YNNPACK or Eigen, which are 1.3x to 3x
+slower than oneDNN (what PyTorch runs) for ResNet layers and for most convolution
+gradients (per-layer figures in docs/performance.md). ``csrc/onednn_conv.cc`` binds
+oneDNN's forward, input-gradient and filter-gradient primitives as three XLA FFI
+handlers; ``conv2d`` is a ``jax.custom_vjp`` over them, so a jitted train step calls
+them like any other XLA operation, with no host round trip.
+
+Build: the handlers are compiled with the system C++ compiler (``$CXX``, else ``g++``)
+against jaxlib's FFI headers and the oneDNN wheel (``onednn-cpu-gomp`` and
+``onednn-devel-cpu-gomp``, installed with the package). ``make install`` builds them
+once (``onednn.main()``); otherwise the first use does (about 5 s). The library lands in ``$FACEBIAS_NATIVE_DIR`` (default
+``~/.cache/facebias_jax/native``) under a name that hashes the source, the compiler
+flags and the jaxlib and oneDNN versions, so an upgrade rebuilds it. If anything is
+missing, ``available()`` is False, ``unavailable_reason()`` says why, and
+``facebias_jax.models.conv`` keeps XLA's own convolutions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import logging
+import os
+import pathlib
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_SOURCE = pathlib.Path(__file__).with_name("csrc") / "onednn_conv.cc"
+_TARGETS = {"forward": "FacebiasOnednnConvForward",
+            "input_grad": "FacebiasOnednnConvInputGrad",
+            "filter_grad": "FacebiasOnednnConvFilterGrad"}
+_FFI_PREFIX = "facebias_onednn_conv_"
+_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-w")
+
+
+class OnednnUnavailable(RuntimeError):
+  """The oneDNN convolutions cannot be built or loaded here (the message says why)."""
+
+
+def _prefixes() -> list[pathlib.Path]:
+  """Where pip puts a wheel's data files (``lib/``, ``include/``), most likely first."""
+  roots = [os.environ.get("FACEBIAS_ONEDNN_ROOT"), sys.prefix, site.getuserbase(),
+           sys.base_prefix]
+  return [pathlib.Path(r) for r in dict.fromkeys(r for r in roots if r)]
+
+
+def _find_onednn() -> tuple[pathlib.Path, pathlib.Path]:
+  """(include dir, lib dir) of the oneDNN installation, or OnednnUnavailable."""
+  for root in _prefixes():
+    include, lib = root / "include", root / "lib"
+    if (include / "oneapi" / "dnnl" / "dnnl.hpp").is_file() and any(lib.glob("libdnnl.so*")):
+      return include, lib
+  raise OnednnUnavailable(
+      "oneDNN headers and library not found under "
+      f"{[str(p) for p in _prefixes()]}; install them with `pip install "
+      "onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0` (part of "
+      "`pip install -e .`) or point FACEBIAS_ONEDNN_ROOT at a prefix with "
+      "include/oneapi/dnnl/dnnl.hpp and lib/libdnnl.so.")
+
+
+def _version(dist: str) -> str:
+  try:
+    return importlib.metadata.version(dist)
+  except importlib.metadata.PackageNotFoundError:
+    return "unknown"
+
+
+def _cache_dir() -> pathlib.Path:
+  default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+  return pathlib.Path(os.environ.get("FACEBIAS_NATIVE_DIR", default / "facebias_jax" / "native"))
+
+
+def library_path() -> pathlib.Path:
+  """Path of the shared library for this source, compiler flags and versions."""
+  include, lib = _find_onednn()
+  key = "\n".join([_SOURCE.read_text(), " ".join(_CXX_FLAGS), str(include), str(lib),
+                   _version("jaxlib"), _version("onednn-cpu-gomp")])
+  digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+  return _cache_dir() / f"facebias_onednn_conv_{digest}.so"
+
+
+def build(force: bool = False) -> pathlib.Path:
+  """Compiles ``csrc/onednn_conv.cc`` unless the cached library exists; returns its path.
+
+  Raises:
+    OnednnUnavailable: no compiler, no oneDNN, or the compiler failed (its output is
+      in the message).
+  """
+  include, lib = _find_onednn()
+  target = library_path()
+  if target.is_file() and not force:
+    return target
+  cxx = os.environ.get("CXX", "g++")
+  if shutil.which(cxx) is None:
+    raise OnednnUnavailable(f"C++ compiler {cxx!r} not found (set CXX or install g++).")
+  target.parent.mkdir(parents=True, exist_ok=True)
+  # Compile to a temporary name and rename: concurrent builds (pytest workers) never
+  # load a half-written file.
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+  os.close(fd)
+  cmd = [cxx, *_CXX_FLAGS, f"-I{include}", f"-I{jax.ffi.include_dir()}", str(_SOURCE),
+         f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", tmp]
+  result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if result.returncode != 0:
+    os.unlink(tmp)
+    raise OnednnUnavailable(f"building {_SOURCE} failed ({' '.join(cmd)}):\n"
+                            f"{result.stderr[-4000:]}")
+  os.replace(tmp, target)
+  return target
+
+
+@functools.cache
+def _load() -> str | None:
+  """Builds if needed, loads and registers the handlers; None on success, else why not."""
+  try:
+    library = ctypes.cdll.LoadLibrary(str(build()))
+  except (OnednnUnavailable, OSError) as e:
+    return str(e)
+  for name, symbol in _TARGETS.items():
+    jax.ffi.register_ffi_target(_FFI_PREFIX + name, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform="cpu")
+  return None
+
+
+def available() -> bool:
+  """Whether the oneDNN convolutions are built (building them if needed) and loaded."""
+  reason = _load()
+  if reason is not None:
+    _warn_once(reason)
+  return reason is None
+
+
+def unavailable_reason() -> str | None:
+  """Why ``available()`` is False (None when it is True)."""
+  return _load()
+
+
+@functools.cache
+def _warn_once(reason: str) -> None:
+  logging.warning("oneDNN convolutions unavailable, using XLA's: %s", reason)
+
+
+def _attrs(strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> dict:
+  (top, bottom), (left, right) = padding
+  return {"strides": np.asarray(strides, np.int64),
+          "dilation": np.ones(2, np.int64),
+          "padding": np.asarray([top, bottom, left, right], np.int64)}
+
+
+def _call(pass_name: str, out_shape: Sequence[int], a: jax.Array, b: jax.Array,
+          strides, padding) -> jax.Array:
+  if _load() is not None:
+    raise OnednnUnavailable(_load())
+  # "sequential": the handlers take exactly one NHWC batch, so vmap loops over them.
+  call = jax.ffi.ffi_call(_FFI_PREFIX + pass_name,
+                          jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32),
+                          vmap_method="sequential")
+  return call(a, b, **_attrs(strides, padding))
+
+
+def _out_shape(x_shape, w_shape, strides, padding) -> tuple[int, ...]:
+  spatial = [(size + lo + hi - k) // s + 1
+             for size, k, s, (lo, hi) in zip(x_shape[1:3], w_shape[:2], strides, padding)]
+  return (x_shape[0], *spatial, w_shape[3])
+
+
+def supports(x: jax.Array, w: jax.Array, strides: Sequence[int],
+             padding: Sequence[tuple[int, int]]) -> bool:
+  """Whether ``conv2d`` handles this convolution (float32, non-negative padding, output
+  at least one pixel)."""
+  return (x.ndim == 4 and w.ndim == 4 and x.dtype == jnp.float32 and w.dtype == jnp.float32
+          and all(lo >= 0 and hi >= 0 for lo, hi in padding)
+          and min(_out_shape(x.shape, w.shape, strides, padding)) > 0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int],
+           padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """``lax.conv_general_dilated(x, w, strides, padding)`` for NHWC ``x``, HWIO ``w``.
+
+  Args:
+    x: ``[N, H, W, I]`` float32.
+    w: ``[KH, KW, I, O]`` float32.
+    strides: ``(sh, sw)``.
+    padding: explicit ``((top, bottom), (left, right))``, non-negative.
+
+  Returns:
+    ``[N, OH, OW, O]``; its VJP runs oneDNN's input- and filter-gradient primitives
+    (XLA drops the one a caller does not use).
+  """
+  return _call("forward", _out_shape(x.shape, w.shape, strides, padding), x, w, strides,
+               padding)
+
+
+def _conv2d_fwd(x, w, strides, padding):
+  return conv2d(x, w, strides, padding), (x, w)
+
+
+def _conv2d_bwd(strides, padding, residuals, g):
+  x, w = residuals
+  dx = _call("input_grad", x.shape, g, w, strides, padding)
+  dw = _call("filter_grad", w.shape, x, g, strides, padding)
+  return dx, dw
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def main() -> int:
+  """Builds (or finds) the library and says where, or why not (``make install``)."""
+  try:
+    path = build()
+  except OnednnUnavailable as e:
+    print(f"oneDNN convolutions not built: {e}", file=sys.stderr)
+    print("facebias_jax will use XLA's own convolutions.", file=sys.stderr)
+    return 0
+  print(f"oneDNN convolutions: {path}")
+  return 0
+

@@ -1,0 +1,151 @@
+"""Tests of facebias_jax.models.onednn and the "auto"/"onednn" conv paths that use it."""
+
+import os
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from conv_testlib import DN, RTOL, STRIDED, rel_err, values_and_grads
+from facebias_jax.models import conv, get_model, onednn
+
+# oneDNN comes with the package's dependencies; only a missing compiler may skip these.
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                                reason="no C++ compiler to build the oneDNN handlers")
+
+
+@pytest.fixture(autouse=True)
+def _onednn_on():
+  assert onednn.available(), onednn.unavailable_reason()
+  before = conv.get_conv_impl()
+  conv.set_conv_impl("onednn")
+  yield
+  conv.set_conv_impl(before)
+
+
+def _random(shape, seed):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _ffi_calls(fn, *args) -> int:
+  # A fresh function each time: make_jaxpr caches traces by function, and the conv
+  # implementation is read at trace time.
+  return str(jax.make_jaxpr(lambda *a: fn(*a))(*args)).count("ffi_call")
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding", STRIDED + [
+    ((3, 8, 8, 16), (3, 3, 16, 24), (1, 1), "SAME"),          # stride 1
+    ((1, 6, 5, 2), (2, 3, 2, 3), (1, 1), ((0, 1), (2, 0))),   # uneven padding
+])
+def test_values_and_gradients_match_lax(x_shape, w_shape, strides, padding):
+  x, w = _random(x_shape, 0), _random(w_shape, 1)
+  y_ref, (dx_ref, dw_ref) = values_and_grads(lax.conv_general_dilated, x, w, strides, padding)
+  y, (dx, dw) = values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
+  assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
+  assert rel_err(y_ref, y) < RTOL
+  assert rel_err(dx_ref, dx) < RTOL
+  assert rel_err(dw_ref, dw) < RTOL
+  # Forward, input gradient and filter gradient are the three oneDNN calls.
+  grad_fn = jax.grad(lambda x, w: jnp.sum(conv.fast_conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=DN)), (0, 1))
+  assert _ffi_calls(grad_fn, x, w) == 3
+
+
+def test_transposed_conv_runs_its_strided_convolutions_on_onednn():
+  x, w = _random((2, 5, 5, 6), 2), _random((3, 3, 6, 4), 3)
+  dilation, padding = (2, 2), ((1, 2), (1, 2))
+  ref = values_and_grads(lax.conv_general_dilated, x, w, (1, 1), padding, dilation)
+  new = values_and_grads(conv.fast_conv_general_dilated, x, w, (1, 1), padding, dilation)
+  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
+    assert a.shape == b.shape and rel_err(a, b) < RTOL
+  assert _ffi_calls(lambda x, w: conv.fast_conv_general_dilated(
+      x, w, (1, 1), padding, lhs_dilation=dilation, dimension_numbers=DN), x, w) == 1
+
+
+def test_negative_padding_falls_back_to_xla():
+  x, w = _random((2, 9, 9, 3), 4), _random((3, 3, 3, 4), 5)
+  padding = ((-1, 0), (1, 1))
+  assert not onednn.supports(x, w, (1, 1), padding)
+  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN)
+  assert _ffi_calls(fn, x, w) == 0
+  assert rel_err(lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN),
+                 fn(x, w)) < RTOL
+
+
+def test_vmap_loops_over_the_handlers():
+  x, w = _random((3, 2, 8, 8, 4), 6), _random((3, 3, 4, 5), 7)
+  pads = ((1, 1), (1, 1))
+  out = jax.vmap(lambda v: onednn.conv2d(v, w, (2, 2), pads))(x)
+  ref = jax.vmap(lambda v: lax.conv_general_dilated(v, w, (2, 2), pads,
+                                                    dimension_numbers=DN))(x)
+  assert rel_err(ref, out) < RTOL
+
+
+def test_auto_uses_onednn_on_one_cpu_device_and_fast_never():
+  x, w = _random((4, 8, 8, 12), 8), _random((3, 3, 12, 24), 9)
+  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=DN)
+  conv.set_conv_impl("auto")  # Tests run on one CPU device (conftest).
+  assert _ffi_calls(fn, x, w) == 1
+  conv.set_conv_impl("fast")
+  assert _ffi_calls(fn, x, w) == 0
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("standard_cnn", dict(image_size=32, filters=4)),
+    ("resnet18", dict(width=0.125)),
+    ("dbvae", dict(image_size=32, filters=4, latent_dim=4)),
+])
+def test_models_train_identically_on_onednn(name, kwargs):
+  """Whole models in training mode: loss and every parameter gradient on oneDNN equal
+  the plain XLA ones."""
+  images = jnp.asarray(np.random.default_rng(5).random((5, 32, 32, 3)), jnp.float32)
+
+  def loss_and_grads(impl):
+    conv.set_conv_impl(impl)
+    model = get_model(name, 1, **kwargs)
+
+    def loss(model):
+      return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(model(images)))
+
+    return nnx.jit(nnx.value_and_grad(loss))(model)
+
+  loss_ref, grads_ref = loss_and_grads("xla")
+  loss_new, grads_new = loss_and_grads("onednn")
+  assert rel_err(loss_ref, loss_new) < RTOL
+  flat_ref, flat_new = jax.tree.leaves(grads_ref), jax.tree.leaves(grads_new)
+  assert len(flat_ref) == len(flat_new) > 0
+  for a, b in zip(flat_ref, flat_new):
+    assert rel_err(a, b) < 1e-3
+
+
+def test_asking_for_onednn_where_it_is_missing_says_why(monkeypatch):
+  monkeypatch.setattr(onednn, "available", lambda: False)
+  monkeypatch.setattr(onednn, "unavailable_reason", lambda: "no oneDNN here")
+  x, w = _random((2, 8, 8, 3), 10), _random((3, 3, 3, 4), 11)
+  with pytest.raises(onednn.OnednnUnavailable, match="no oneDNN here.*FACEBIAS_CONV_IMPL"):
+    conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
+  conv.set_conv_impl("auto")  # Falls back to XLA's convolutions.
+  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
+  assert _ffi_calls(fn, x, w) == 0
+
+
+def test_missing_headers_name_the_packages_and_the_override(monkeypatch, tmp_path):
+  monkeypatch.setattr(onednn, "_prefixes", lambda: [tmp_path])
+  with pytest.raises(onednn.OnednnUnavailable,
+                     match="onednn-devel-cpu-gomp.*FACEBIAS_ONEDNN_ROOT"):
+    onednn.build()
+
+
+def test_build_reuses_the_cached_library_and_rebuilds_into_a_new_dir(monkeypatch, tmp_path):
+  cached = onednn.build()
+  stamp = cached.stat().st_mtime_ns
+  assert onednn.build() == cached and cached.stat().st_mtime_ns == stamp
+  monkeypatch.setenv("FACEBIAS_NATIVE_DIR", str(tmp_path))
+  fresh = onednn.build()
+  assert fresh.parent == tmp_path and fresh.name == cached.name and fresh.is_file()
+  assert list(pathlib.Path(tmp_path).iterdir()) == [fresh]  # No temporary left behind.
