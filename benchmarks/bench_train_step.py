@@ -5,9 +5,11 @@ For ``standard_cnn`` and the DB-VAE at 64 px and ``resnet18`` at 128 px, batch 3
 
 - the library's model (``facebias_jax.models.get_model``) through the library's own
   jitted, buffer-donating ``facebias_jax.train.steps.make_train_step``, once with the
-  default convolution implementation (``conv_impl=auto``: the phase forms and batch
-  chunks of ``facebias_jax.models.conv`` where they pay off on CPU) and once with plain
-  XLA convolutions (``conv_impl=xla``), with each one's compile time;
+  default convolution implementation (``conv_impl=auto``: oneDNN's convolutions through
+  the XLA FFI on one CPU device, ``facebias_jax.models.onednn``; where it cannot be
+  built, the phase forms and batch chunks of ``facebias_jax.models.conv``; the JSON's
+  ``machine.onednn_convolutions`` says which) and once with plain XLA convolutions
+  (``conv_impl=xla``), with each one's compile time;
 - the same architecture, loss and optimiser in PyTorch (``benchmarks/torch_reference.py``)
   with ``torch.set_num_threads(--threads)``; XLA uses all cores of the machine (2 here).
 

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "opencv-python", "grain",
-             "tensorflow-datasets", "torch")
+             "tensorflow-datasets", "torch", "onednn-cpu-gomp")
 
 
 def machine_info() -> dict:
@@ -48,8 +48,16 @@ def machine_info() -> dict:
       "jax_backend": jax.default_backend(),
       "jax_devices": [str(d) for d in jax.devices()],
       "versions": versions,
+      "onednn_convolutions": _onednn_status(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
+
+
+def _onednn_status() -> str:
+  """Whether conv_impl=auto can use the oneDNN convolutions here, or why not."""
+  from facebias_jax.models import onednn
+
+  return "available" if onednn.available() else f"unavailable: {onednn.unavailable_reason()}"
 
 
 def time_call(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 5,

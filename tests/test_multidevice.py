@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 import train_testlib
+from facebias_jax.models import conv
 from facebias_jax.train import checkpoint, loop, sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,12 +39,23 @@ except ValueError as e:
 
 
 def _child_env():
+  # Plain XLA convolutions on both sides: "auto" would run oneDNN on one device and
+  # XLA's kernels on four, and this test is about sharding, not convolution kernels
+  # (those are compared in test_fast_conv.py and test_onednn.py).
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, FACEBIAS_CONV_IMPL="xla")
   return env
 
 
-def test_four_devices_match_one_device(tmp_path):
+@pytest.fixture
+def xla_convolutions():
+  before = conv.get_conv_impl()
+  conv.set_conv_impl("xla")
+  yield
+  conv.set_conv_impl(before)
+
+
+def test_four_devices_match_one_device(tmp_path, xla_convolutions):
   data_dir = str(tmp_path / "tfds")
   train_testlib.prepare_tiny_dataset(data_dir)
   four = str(tmp_path / "four")
