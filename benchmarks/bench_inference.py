@@ -1,11 +1,11 @@
-"""Inference throughput: our JAX models vs PyTorch, same process.
+"""Inference throughput: our JAX models vs PyTorch, same run, alternating rounds.
 
 Times eval-mode forward passes (BatchNorm running statistics, sigmoid probabilities;
 for the DB-VAE the full encode + decode with ``z = mu``) of ``standard_cnn`` and the
 DB-VAE at 64 px and ``resnet18`` at 128 px, batch 32 and 256: the library model in
 the eval-mode graph of ``facebias_jax.train.steps.split_model``, jitted (default
 ``conv_impl=auto`` and plain ``xla``), against ``benchmarks/torch_reference.py`` under
-``torch.inference_mode``. Writes ``benchmarks/results/inference.json``.
+``torch.inference_mode`` in a child process (as in ``bench_train_step``). Writes ``benchmarks/results/inference.json``.
 
     python -m benchmarks.bench_inference [--quick] [--single_core]
 """
@@ -22,7 +22,7 @@ from flax import nnx
 from benchmarks import common
 from benchmarks.bench_train_step import (CONV_IMPLS, MODELS, build_model, interleaved_best,
                                          make_batch, measure_all, model_parser,
-                                         throughputs)
+                                         throughputs, torch_references)
 
 
 def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
@@ -45,22 +45,25 @@ def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], N
 
   conv.set_conv_impl(conv_impl)
   jax.block_until_ready(infer(params, model_state, images))  # Compile now.
-  return lambda: jax.block_until_ready(infer(params, model_state, images))
+
+  def run() -> None:
+    jax.block_until_ready(infer(params, model_state, images))
+
+  return run
 
 
 def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[str, Any]:
   """Images/s of ours (auto and xla convolutions) and of PyTorch for one setting."""
-  from benchmarks import torch_reference
-
   row: dict[str, Any] = {"model": name, "image_size": MODELS[name][0],
                          "batch_size": batch_size}
   fns = {impl: make_jax_infer(name, batch_size, impl) for impl in CONV_IMPLS}
-  _, fns["torch"] = torch_reference.make_step(name, batch_size, MODELS[name][0],
-                                              threads=threads)
-  if threads > 1:
-    _, fns["torch_1t"] = torch_reference.make_step(name, batch_size, MODELS[name][0],
-                                                   threads=1)
-  best = interleaved_best(fns, rounds=2 if quick else 4, min_seconds=0.2 if quick else 0.5)
+  references = torch_references(name, batch_size, threads=threads, mode="infer")
+  fns.update(references)
+  try:
+    best = interleaved_best(fns, rounds=2 if quick else 4, min_seconds=0.2 if quick else 0.5)
+  finally:
+    for reference in references.values():
+      reference.close()
   row.update(throughputs(best, batch_size))
   return row
 
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
            "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),
            "note": "images/s of an eval-mode forward pass, best of interleaved rounds; "
                    "ratio = ours (conv_impl=auto) / best PyTorch (--threads or 1 "
-                   "thread), same process"}
+                   "thread) in a child process, alternating rounds"}
   path = common.write_results(
       "inference" + ("_single_core" if args.single_core else ""), rows, extra=extra)
   print(f"wrote {path}")

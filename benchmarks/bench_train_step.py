@@ -1,4 +1,4 @@
-"""Training-step throughput: our JAX models and train step vs PyTorch, same process.
+"""Training-step throughput: our JAX models and train step vs PyTorch, same run.
 
 For ``standard_cnn`` and the DB-VAE at 64 px and ``resnet18`` at 128 px, batch 32 and
 256, it times one full optimisation step (forward, backward, Adam update) of
@@ -11,7 +11,9 @@ For ``standard_cnn`` and the DB-VAE at 64 px and ``resnet18`` at 128 px, batch 3
   ``machine.onednn_convolutions`` says which) and once with plain XLA convolutions
   (``conv_impl=xla``), with each one's compile time;
 - the same architecture, loss and optimiser in PyTorch (``benchmarks/torch_reference.py``)
-  with ``torch.set_num_threads(--threads)``; XLA uses all cores of the machine (2 here).
+  with ``torch.set_num_threads(--threads)``, in a child process that runs while this one
+  waits (``torch_reference.RemoteStep``: in one process the two OpenMP thread teams
+  would slow PyTorch down); XLA uses all cores of the machine (2 here).
 
 and reports images/s with the ratio ours / PyTorch. It also checks that the input
 pipeline (``benchmarks.bench_pipeline.measure_pipeline``) delivers batches faster than
@@ -114,7 +116,15 @@ def make_jax_step(name: str, batch_size: int,
   return run, compile_seconds
 
 
-def interleaved_best(fns: dict[str, Callable[[], None]], *, rounds: int,
+def _seconds(fn: Callable[[], float | None]) -> float:
+  """Seconds one call takes: what the call reports (a ``RemoteStep`` timing itself in
+  its own process), else the wall time around it."""
+  start = time.perf_counter()
+  reported = fn()
+  return reported if reported is not None else time.perf_counter() - start
+
+
+def interleaved_best(fns: dict[str, Callable[[], float | None]], *, rounds: int,
                      min_seconds: float) -> dict[str, float]:
   """Best seconds per call of each function, timed in alternating rounds.
 
@@ -125,46 +135,49 @@ def interleaved_best(fns: dict[str, Callable[[], None]], *, rounds: int,
   for fn in fns.values():
     # Warm-up: PyTorch (oneDNN primitive caches, OpenMP pool) needs several calls
     # before it reaches steady state; XLA compiled when the step was built.
-    start = time.perf_counter()
+    spent = 0.0
     for calls in range(1, 100):
-      fn()
-      if calls >= 3 and time.perf_counter() - start >= min_seconds:
+      spent += _seconds(fn)
+      if calls >= 3 and spent >= min_seconds:
         break
-  inner = {}
-  for key, fn in fns.items():
-    start = time.perf_counter()
-    fn()
-    inner[key] = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-9)))
+  inner = {key: max(1, int(min_seconds / max(_seconds(fn), 1e-9))) for key, fn in fns.items()}
   best = {key: float("inf") for key in fns}
   for _ in range(rounds):
     for key, fn in fns.items():
-      start = time.perf_counter()
-      for _ in range(inner[key]):
-        fn()
-      best[key] = min(best[key], (time.perf_counter() - start) / inner[key])
+      best[key] = min(best[key], sum(_seconds(fn) for _ in range(inner[key])) / inner[key])
   return best
 
 
 def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[str, Any]:
   """Images/s of ours (auto and xla convolutions) and of PyTorch for one setting."""
-  from benchmarks import torch_reference
-
   slow = name == "resnet18" and batch_size >= 256
   row: dict[str, Any] = {"model": name, "image_size": MODELS[name][0],
                          "batch_size": batch_size}
   fns = {}
   for impl in CONV_IMPLS:
     fns[impl], row[f"jax_{impl}_compile_s"] = make_jax_step(name, batch_size, impl)
-  fns["torch"], _ = torch_reference.make_step(name, batch_size, MODELS[name][0],
-                                              threads=threads)
-  if threads > 1:
-    fns["torch_1t"], _ = torch_reference.make_step(name, batch_size, MODELS[name][0],
-                                                   threads=1)
-  best = interleaved_best(fns, rounds=2 if (quick or slow) else 4,
-                          min_seconds=0.2 if (quick or slow) else 0.5)
+  references = torch_references(name, batch_size, threads=threads, mode="train")
+  fns.update(references)
+  try:
+    best = interleaved_best(fns, rounds=2 if (quick or slow) else 4,
+                            min_seconds=0.2 if (quick or slow) else 0.5)
+  finally:
+    for reference in references.values():
+      reference.close()
   row.update(throughputs(best, batch_size))
   row["speedup_vs_xla"] = row["jax_auto_img_s"] / row["jax_xla_img_s"]
   return row
+
+
+def torch_references(name: str, batch_size: int, *, threads: int, mode: str) -> dict:
+  """PyTorch at ``threads`` (``torch``) and, if that is more than one, at 1 thread
+  (``torch_1t``), each in its own process (``torch_reference.RemoteStep``)."""
+  from benchmarks import torch_reference
+
+  counts = {"torch": threads, **({"torch_1t": 1} if threads > 1 else {})}
+  return {key: torch_reference.RemoteStep(name, batch_size, MODELS[name][0], threads=n,
+                                          mode=mode)
+          for key, n in counts.items()}
 
 
 def throughputs(best: dict[str, float], batch_size: int) -> dict[str, float]:
@@ -260,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
            "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),
            "note": "images/s of one full train step (forward, backward, Adam), best of "
                    "interleaved rounds; ratio = ours (conv_impl=auto) / best PyTorch "
-                   "(--threads or 1 thread), same process"}
+                   "(--threads or 1 thread) in a child process, alternating rounds"}
   if pipeline:
     print()
     common.print_table(pipeline["rows"], ["batch_size", "pipeline_img_s",

@@ -1,8 +1,9 @@
 """Shared helpers for benchmarks: machine facts, timing, JSON results and tables.
 
-Every benchmark runs the thing it measures and its reference in the same process,
-so the ratio between them is meaningful on a noisy machine; absolute figures are
-reported with the machine they were taken on.
+Every benchmark runs the thing it measures and its reference in the same run, in
+alternating rounds, so the ratio between them is meaningful on a noisy machine (the
+PyTorch references of the model benchmarks run in a child process that works only while
+this one waits); absolute figures are reported with the machine they were taken on.
 """
 
 from __future__ import annotations

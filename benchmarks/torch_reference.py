@@ -15,10 +15,18 @@ The layer sizes, optimiser (Adam) and losses match the JAX models in
 Padding differs only where TensorFlow "SAME" is asymmetric for stride 2 (PyTorch pads
 symmetrically); shapes and FLOPs are identical. Torch is imported by the benchmarks
 only; the library never imports this module.
+
+``RemoteStep`` runs one of these steps in a child process (``python -m
+benchmarks.torch_reference``): PyTorch and the library's oneDNN convolutions both use
+OpenMP, and in one process their thread teams together outnumber the cores, which makes
+libgomp stop spinning between parallel regions and slows PyTorch's many small ones.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from typing import Callable
 
 import numpy as np
@@ -194,3 +202,52 @@ def make_step(name: str, batch_size: int, image_size: int, *, threads: int,
       torch.sigmoid(out)
 
   return train_step, infer
+
+
+class RemoteStep:
+  """``make_step`` in a child process, called like the in-process step.
+
+  Each call asks the child for one step and returns the seconds the child measured
+  (so pipe latency is not charged to PyTorch). The child inherits this process's CPU
+  affinity (``--single_core``) and waits on its pipe between calls, so it never runs
+  at the same time as the caller's own work.
+  """
+
+  def __init__(self, name: str, batch_size: int, image_size: int, *, threads: int,
+               mode: str = "train"):
+    if mode not in ("train", "infer"):
+      raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
+    self._proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.torch_reference", name, str(batch_size),
+         str(image_size), str(threads), mode],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if self._proc.stdout.readline().strip() != "ready":
+      raise RuntimeError(f"PyTorch reference process for {name} failed to start "
+                         f"(exit code {self._proc.poll()})")
+
+  def __call__(self) -> float:
+    self._proc.stdin.write("step\n")
+    self._proc.stdin.flush()
+    return float(self._proc.stdout.readline())
+
+  def close(self) -> None:
+    if self._proc.poll() is None:
+      self._proc.stdin.close()
+      self._proc.wait(timeout=60)
+
+
+def _serve(argv: list[str]) -> None:
+  """Child side of ``RemoteStep``: one step per line read, its seconds written back."""
+  name, batch_size, image_size, threads, mode = argv
+  train_step, infer = make_step(name, int(batch_size), int(image_size),
+                                threads=int(threads))
+  step = train_step if mode == "train" else infer
+  print("ready", flush=True)
+  for _ in sys.stdin:
+    start = time.perf_counter()
+    step()
+    print(time.perf_counter() - start, flush=True)
+
+
+if __name__ == "__main__":
+  _serve(sys.argv[1:])

@@ -3,6 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from facebias_jax.models import conv, get_model
 
 DN = ("NHWC", "HWIO", "NHWC")
 RTOL = 1e-4
@@ -32,3 +35,36 @@ STRIDED = [
     ((2, 9, 9, 3), (1, 1, 3, 4), (2, 2), ((0, 0), (0, 0))),
     ((2, 12, 10, 3), (4, 3, 3, 5), (3, 2), "VALID"),
 ]
+
+# (model name, get_model kwargs) for whole-model comparisons at 32 px.
+TINY_MODELS = [
+    ("standard_cnn", dict(image_size=32, filters=4)),
+    ("resnet18", dict(width=0.125)),
+    ("dbvae", dict(image_size=32, filters=4, latent_dim=4)),
+]
+
+
+def assert_model_trains_like_xla(name, kwargs, impl, chunk=None):
+  """A whole model in training mode (BatchNorm over the full batch of 5 images) gives
+  the same loss and parameter gradients under conv ``impl`` (and ``chunk``) as with
+  plain XLA convolutions."""
+  images = jnp.asarray(np.random.default_rng(5).random((5, 32, 32, 3)), jnp.float32)
+
+  def loss_and_grads(impl):
+    conv.set_conv_impl(impl)
+    if chunk is not None:
+      conv.set_conv_chunk(chunk)
+    model = get_model(name, 1, **kwargs)
+
+    def loss(model):
+      return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(model(images)))
+
+    return nnx.jit(nnx.value_and_grad(loss))(model)
+
+  loss_ref, grads_ref = loss_and_grads("xla")
+  loss_new, grads_new = loss_and_grads(impl)
+  assert rel_err(loss_ref, loss_new) < RTOL
+  flat_ref, flat_new = jax.tree.leaves(grads_ref), jax.tree.leaves(grads_new)
+  assert len(flat_ref) == len(flat_new) > 0
+  for a, b in zip(flat_ref, flat_new):
+    assert rel_err(a, b) < 1e-3

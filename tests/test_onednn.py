@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from jax import lax
 
-from conv_testlib import DN, RTOL, STRIDED, rel_err, values_and_grads
-from facebias_jax.models import conv, get_model, onednn
+from conv_testlib import (DN, RTOL, STRIDED, TINY_MODELS, assert_model_trains_like_xla,
+                          rel_err, values_and_grads)
+from facebias_jax.models import conv, onednn
 
 # oneDNN comes with the package's dependencies; only a missing compiler may skip these.
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
@@ -95,32 +95,10 @@ def test_auto_uses_onednn_on_one_cpu_device_and_fast_never():
   assert _ffi_calls(fn, x, w) == 0
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("standard_cnn", dict(image_size=32, filters=4)),
-    ("resnet18", dict(width=0.125)),
-    ("dbvae", dict(image_size=32, filters=4, latent_dim=4)),
-])
+@pytest.mark.parametrize("name,kwargs", TINY_MODELS)
 def test_models_train_identically_on_onednn(name, kwargs):
-  """Whole models in training mode: loss and every parameter gradient on oneDNN equal
-  the plain XLA ones."""
-  images = jnp.asarray(np.random.default_rng(5).random((5, 32, 32, 3)), jnp.float32)
-
-  def loss_and_grads(impl):
-    conv.set_conv_impl(impl)
-    model = get_model(name, 1, **kwargs)
-
-    def loss(model):
-      return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(model(images)))
-
-    return nnx.jit(nnx.value_and_grad(loss))(model)
-
-  loss_ref, grads_ref = loss_and_grads("xla")
-  loss_new, grads_new = loss_and_grads("onednn")
-  assert rel_err(loss_ref, loss_new) < RTOL
-  flat_ref, flat_new = jax.tree.leaves(grads_ref), jax.tree.leaves(grads_new)
-  assert len(flat_ref) == len(flat_new) > 0
-  for a, b in zip(flat_ref, flat_new):
-    assert rel_err(a, b) < 1e-3
+  """Loss and every parameter gradient on oneDNN equal plain XLA's."""
+  assert_model_trains_like_xla(name, kwargs, "onednn")
 
 
 def test_asking_for_onednn_where_it_is_missing_says_why(monkeypatch):
@@ -149,3 +127,11 @@ def test_build_reuses_the_cached_library_and_rebuilds_into_a_new_dir(monkeypatch
   fresh = onednn.build()
   assert fresh.parent == tmp_path and fresh.name == cached.name and fresh.is_file()
   assert list(pathlib.Path(tmp_path).iterdir()) == [fresh]  # No temporary left behind.
+
+
+def test_unwritable_cache_dir_names_the_override(monkeypatch, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  monkeypatch.setenv("FACEBIAS_NATIVE_DIR", str(blocker / "native"))
+  with pytest.raises(onednn.OnednnUnavailable, match="FACEBIAS_NATIVE_DIR"):
+    onednn.build()

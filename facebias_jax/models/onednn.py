@@ -105,11 +105,16 @@ def build(force: bool = False) -> pathlib.Path:
   cxx = os.environ.get("CXX", "g++")
   if shutil.which(cxx) is None:
     raise OnednnUnavailable(f"C++ compiler {cxx!r} not found (set CXX or install g++).")
-  target.parent.mkdir(parents=True, exist_ok=True)
-  # Compile to a temporary name and rename: concurrent builds (pytest workers) never
-  # load a half-written file.
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+  try:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Compile to a temporary name and rename: concurrent builds (pytest workers) never
+    # load a half-written file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+  except OSError as e:
+    raise OnednnUnavailable(f"cannot write the library to {target.parent} ({e}); set "
+                            "FACEBIAS_NATIVE_DIR to a writable directory.") from e
   os.close(fd)
+  logging.info("Building the oneDNN convolutions (once): %s", target)
   cmd = [cxx, *_CXX_FLAGS, f"-I{include}", f"-I{jax.ffi.include_dir()}", str(_SOURCE),
          f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", tmp]
   result = subprocess.run(cmd, capture_output=True, text=True, check=False)

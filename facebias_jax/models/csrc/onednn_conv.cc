@@ -65,39 +65,37 @@ struct Plan {
   memory::desc user_weights, conv_weights, scratchpad;
 };
 
-dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
-  memory::desc src(g.src, memory::data_type::f32, tag::nhwc);
-  memory::desc wei(g.weights, memory::data_type::f32, tag::any);
-  memory::desc dst(g.dst, memory::data_type::f32, tag::nhwc);
-  return dnnl::convolution_forward::primitive_desc(
-      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-      src, wei, dst, g.strides, g.dilates, g.pad_l, g.pad_r, UserScratchpad());
+memory::desc Nhwc(const memory::dims& dims) {
+  return memory::desc(dims, memory::data_type::f32, tag::nhwc);
+}
+
+// "any": the implementation picks the kernel layout it runs fastest with.
+memory::desc AnyLayout(const memory::dims& dims) {
+  return memory::desc(dims, memory::data_type::f32, tag::any);
 }
 
 Plan MakePlan(const Geometry& g, Pass pass) {
   Plan plan;
   plan.user_weights = memory::desc(g.weights, memory::data_type::f32, tag::hwio);
-  auto fwd = ForwardDesc(g);
+  const auto algo = dnnl::algorithm::convolution_direct;
+  // The backward passes take the forward descriptor as a hint.
+  dnnl::convolution_forward::primitive_desc fwd(
+      Engine(), dnnl::prop_kind::forward_training, algo, Nhwc(g.src), AnyLayout(g.weights),
+      Nhwc(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r, UserScratchpad());
   if (pass == Pass::kForward) {
     plan.conv = dnnl::convolution_forward(fwd);
     plan.conv_weights = fwd.weights_desc();
     plan.scratchpad = fwd.scratchpad_desc();
   } else if (pass == Pass::kInputGrad) {
-    memory::desc dsrc(g.src, memory::data_type::f32, tag::nhwc);
-    memory::desc wei(g.weights, memory::data_type::f32, tag::any);
-    memory::desc ddst(g.dst, memory::data_type::f32, tag::nhwc);
     dnnl::convolution_backward_data::primitive_desc pd(
-        Engine(), dnnl::algorithm::convolution_direct, dsrc, wei, ddst, g.strides,
+        Engine(), algo, Nhwc(g.src), AnyLayout(g.weights), Nhwc(g.dst), g.strides,
         g.dilates, g.pad_l, g.pad_r, fwd, UserScratchpad());
     plan.conv = dnnl::convolution_backward_data(pd);
     plan.conv_weights = pd.weights_desc();
     plan.scratchpad = pd.scratchpad_desc();
   } else {
-    memory::desc src(g.src, memory::data_type::f32, tag::nhwc);
-    memory::desc dwei(g.weights, memory::data_type::f32, tag::any);
-    memory::desc ddst(g.dst, memory::data_type::f32, tag::nhwc);
     dnnl::convolution_backward_weights::primitive_desc pd(
-        Engine(), dnnl::algorithm::convolution_direct, src, dwei, ddst, g.strides,
+        Engine(), algo, Nhwc(g.src), AnyLayout(g.weights), Nhwc(g.dst), g.strides,
         g.dilates, g.pad_l, g.pad_r, fwd, UserScratchpad());
     plan.conv = dnnl::convolution_backward_weights(pd);
     plan.conv_weights = pd.diff_weights_desc();
@@ -166,10 +164,8 @@ ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out
     memory user_w(plan.user_weights, engine, weights);
     memory conv_w(plan.conv_weights, engine, plan.needs_reorder ? staged.data : weights);
     memory scratchpad(plan.scratchpad, engine, scratch.data);
-    memory::desc act_md(pass == Pass::kInputGrad ? g.dst : g.src, memory::data_type::f32,
-                        tag::nhwc);
-    memory::desc out_md(pass == Pass::kForward ? g.dst : g.src, memory::data_type::f32,
-                        tag::nhwc);
+    memory::desc act_md = Nhwc(pass == Pass::kInputGrad ? g.dst : g.src);
+    memory::desc out_md = Nhwc(pass == Pass::kForward ? g.dst : g.src);
     if (pass == Pass::kForward) {
       if (plan.needs_reorder) plan.reorder.execute(stream, user_w, conv_w);
       plan.conv.execute(stream, {{DNNL_ARG_SRC, memory(act_md, engine, act)},
@@ -184,7 +180,7 @@ ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out
                                  {DNNL_ARG_SCRATCHPAD, scratchpad}});
     } else {
       // act = x, weights = dy (NHWC, described by g.dst), out = dw (HWIO).
-      memory::desc dy_md(g.dst, memory::data_type::f32, tag::nhwc);
+      memory::desc dy_md = Nhwc(g.dst);
       memory user_dw(plan.user_weights, engine, out);
       memory conv_dw(plan.conv_weights, engine, plan.needs_reorder ? staged.data : out);
       plan.conv.execute(stream, {{DNNL_ARG_SRC, memory(act_md, engine, act)},
