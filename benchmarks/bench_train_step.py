@@ -47,6 +47,8 @@ MODELS = {
     "resnet18": (128, {}),
 }
 CONV_IMPLS = ("auto", "xla")
+# Pause before each contender's timed round (see interleaved_best).
+_SETTLE_SECONDS = 0.1
 
 
 def _model_kind(name: str) -> str:
@@ -144,6 +146,9 @@ def interleaved_best(fns: dict[str, Callable[[], float | None]], *, rounds: int,
   best = {key: float("inf") for key in fns}
   for _ in range(rounds):
     for key, fn in fns.items():
+      # Let the previous contender's idle threads stop spinning first: OpenMP and
+      # XLA's pool busy-wait for a while after their last task, on the same cores.
+      time.sleep(_SETTLE_SECONDS)
       best[key] = min(best[key], sum(_seconds(fn) for _ in range(inner[key])) / inner[key])
   return best
 

@@ -9,7 +9,7 @@
 // Layout: activations stay NHWC (oneDNN's brgemm convolutions read and write it
 // directly), kernels are reordered between HWIO and whatever blocked layout the chosen
 // implementation prefers ("any"), which costs one small copy per call. Primitives are
-// built once per shape and cached; each call brings its own scratchpad.
+// built once per shape and cached, and calls run one at a time on shared scratch buffers.
 //
 // Built by facebias_jax/models/onednn.py with g++ against the oneDNN wheel
 // (onednn-cpu-gomp) and jaxlib's FFI headers.
@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <tuple>
 
@@ -140,13 +141,28 @@ Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
   return g;
 }
 
-// An uninitialised, 64-byte aligned buffer (a std::vector would zero it first).
-struct Buffer {
-  explicit Buffer(size_t size)
-      : data(size ? static_cast<uint8_t*>(std::aligned_alloc(64, (size + 63) / 64 * 64))
-                  : nullptr) {}
-  ~Buffer() { std::free(data); }
-  uint8_t* data;
+// A 64-byte aligned scratch area that only grows. Calls run one at a time (below), so
+// one for the scratchpad and one for the reordered kernel serve every call; allocating
+// them per call would cost page faults on every large convolution.
+class Arena {
+ public:
+  ~Arena() { std::free(data_); }
+  uint8_t* Get(size_t size) {
+    if (size > size_) {
+      std::free(data_);
+      size_ = (size + 63) / 64 * 64;
+      data_ = static_cast<uint8_t*>(std::aligned_alloc(64, size_));
+      if (data_ == nullptr) {
+        size_ = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return data_;
+  }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
 };
 
 ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out) {
@@ -154,16 +170,18 @@ ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out
   // and XLA would otherwise start independent ones (a layer's two gradients) side by
   // side on its own threads, each with a full OpenMP team, oversubscribing the cores.
   static std::mutex running;
+  static Arena scratch_arena, staged_arena;
   std::lock_guard<std::mutex> lock(running);
   try {
     const Plan& plan = GetPlan(g, pass);
     auto& engine = Engine();
     dnnl::stream stream(engine);
-    Buffer scratch(plan.scratchpad.get_size());
-    Buffer staged(plan.needs_reorder ? plan.conv_weights.get_size() : 0);
+    uint8_t* scratch = scratch_arena.Get(plan.scratchpad.get_size());
+    uint8_t* staged = plan.needs_reorder ? staged_arena.Get(plan.conv_weights.get_size())
+                                         : nullptr;
     memory user_w(plan.user_weights, engine, weights);
-    memory conv_w(plan.conv_weights, engine, plan.needs_reorder ? staged.data : weights);
-    memory scratchpad(plan.scratchpad, engine, scratch.data);
+    memory conv_w(plan.conv_weights, engine, plan.needs_reorder ? staged : weights);
+    memory scratchpad(plan.scratchpad, engine, scratch);
     memory::desc act_md = Nhwc(pass == Pass::kInputGrad ? g.dst : g.src);
     memory::desc out_md = Nhwc(pass == Pass::kForward ? g.dst : g.src);
     if (pass == Pass::kForward) {
@@ -182,7 +200,7 @@ ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out
       // act = x, weights = dy (NHWC, described by g.dst), out = dw (HWIO).
       memory::desc dy_md = Nhwc(g.dst);
       memory user_dw(plan.user_weights, engine, out);
-      memory conv_dw(plan.conv_weights, engine, plan.needs_reorder ? staged.data : out);
+      memory conv_dw(plan.conv_weights, engine, plan.needs_reorder ? staged : out);
       plan.conv.execute(stream, {{DNNL_ARG_SRC, memory(act_md, engine, act)},
                                  {DNNL_ARG_DIFF_DST, memory(dy_md, engine, weights)},
                                  {DNNL_ARG_DIFF_WEIGHTS, conv_dw},
@@ -193,6 +211,9 @@ ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out
   } catch (const dnnl::error& e) {
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("oneDNN convolution failed: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                      "oneDNN convolution: out of memory for its scratch buffers");
   }
   return ffi::Error::Success();
 }
