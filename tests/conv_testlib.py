@@ -25,6 +25,18 @@ def values_and_grads(conv_fn, x, w, strides, padding, lhs_dilation=None):
   return y, grads
 
 
+def assert_strided_conv_matches_lax(x, w, strides, padding):
+  """``conv.fast_conv_general_dilated`` (under the current conv impl) gives the values
+  and both gradients of ``lax.conv_general_dilated`` for a strided convolution."""
+  y_ref, (dx_ref, dw_ref) = values_and_grads(jax.lax.conv_general_dilated, x, w, strides,
+                                             padding)
+  y, (dx, dw) = values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
+  assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
+  assert rel_err(y_ref, y) < RTOL
+  assert rel_err(dx_ref, dx) < RTOL
+  assert rel_err(dw_ref, dw) < RTOL
+
+
 # (input NHWC, kernel HWIO, strides, padding): the standard CNN's blocks, the ResNet
 # stem / stride-2 3x3 / 1x1 projection, odd sizes and unequal strides.
 STRIDED = [

@@ -11,7 +11,7 @@ import pytest
 from jax import lax
 
 from conv_testlib import (DN, RTOL, STRIDED, TINY_MODELS, assert_model_trains_like_xla,
-                          rel_err, values_and_grads)
+                          assert_strided_conv_matches_lax, rel_err, values_and_grads)
 from facebias_jax.models import conv, onednn
 
 # oneDNN comes with the package's dependencies; only a missing compiler may skip these.
@@ -44,12 +44,7 @@ def _ffi_calls(fn, *args) -> int:
 ])
 def test_values_and_gradients_match_lax(x_shape, w_shape, strides, padding):
   x, w = _random(x_shape, 0), _random(w_shape, 1)
-  y_ref, (dx_ref, dw_ref) = values_and_grads(lax.conv_general_dilated, x, w, strides, padding)
-  y, (dx, dw) = values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
-  assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
-  assert rel_err(y_ref, y) < RTOL
-  assert rel_err(dx_ref, dx) < RTOL
-  assert rel_err(dw_ref, dw) < RTOL
+  assert_strided_conv_matches_lax(x, w, strides, padding)
   # Forward, input gradient and filter gradient are the three oneDNN calls.
   grad_fn = jax.grad(lambda x, w: jnp.sum(conv.fast_conv_general_dilated(
       x, w, strides, padding, dimension_numbers=DN)), (0, 1))

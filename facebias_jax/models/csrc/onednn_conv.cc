@@ -75,29 +75,33 @@ memory::desc AnyLayout(const memory::dims& dims) {
   return memory::desc(dims, memory::data_type::f32, tag::any);
 }
 
+// A backward pass (data or weights: both take the same arguments), hinted by the
+// forward descriptor so oneDNN picks a matching implementation.
+template <typename Desc>
+Desc BackwardDesc(const Geometry& g, const dnnl::convolution_forward::primitive_desc& fwd) {
+  return Desc(Engine(), dnnl::algorithm::convolution_direct, Nhwc(g.src),
+              AnyLayout(g.weights), Nhwc(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r,
+              fwd, UserScratchpad());
+}
+
 Plan MakePlan(const Geometry& g, Pass pass) {
   Plan plan;
   plan.user_weights = memory::desc(g.weights, memory::data_type::f32, tag::hwio);
-  const auto algo = dnnl::algorithm::convolution_direct;
-  // The backward passes take the forward descriptor as a hint.
   dnnl::convolution_forward::primitive_desc fwd(
-      Engine(), dnnl::prop_kind::forward_training, algo, Nhwc(g.src), AnyLayout(g.weights),
-      Nhwc(g.dst), g.strides, g.dilates, g.pad_l, g.pad_r, UserScratchpad());
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      Nhwc(g.src), AnyLayout(g.weights), Nhwc(g.dst), g.strides, g.dilates, g.pad_l,
+      g.pad_r, UserScratchpad());
   if (pass == Pass::kForward) {
     plan.conv = dnnl::convolution_forward(fwd);
     plan.conv_weights = fwd.weights_desc();
     plan.scratchpad = fwd.scratchpad_desc();
   } else if (pass == Pass::kInputGrad) {
-    dnnl::convolution_backward_data::primitive_desc pd(
-        Engine(), algo, Nhwc(g.src), AnyLayout(g.weights), Nhwc(g.dst), g.strides,
-        g.dilates, g.pad_l, g.pad_r, fwd, UserScratchpad());
+    auto pd = BackwardDesc<dnnl::convolution_backward_data::primitive_desc>(g, fwd);
     plan.conv = dnnl::convolution_backward_data(pd);
     plan.conv_weights = pd.weights_desc();
     plan.scratchpad = pd.scratchpad_desc();
   } else {
-    dnnl::convolution_backward_weights::primitive_desc pd(
-        Engine(), algo, Nhwc(g.src), AnyLayout(g.weights), Nhwc(g.dst), g.strides,
-        g.dilates, g.pad_l, g.pad_r, fwd, UserScratchpad());
+    auto pd = BackwardDesc<dnnl::convolution_backward_weights::primitive_desc>(g, fwd);
     plan.conv = dnnl::convolution_backward_weights(pd);
     plan.conv_weights = pd.diff_weights_desc();
     plan.scratchpad = pd.scratchpad_desc();
