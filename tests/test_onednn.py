@@ -130,3 +130,10 @@ def test_unwritable_cache_dir_names_the_override(monkeypatch, tmp_path):
   monkeypatch.setenv("FACEBIAS_NATIVE_DIR", str(blocker / "native"))
   with pytest.raises(onednn.OnednnUnavailable, match="FACEBIAS_NATIVE_DIR"):
     onednn.build()
+
+
+def test_asking_for_onednn_off_the_cpu_is_a_clear_error(monkeypatch):
+  monkeypatch.setattr(conv.jax, "default_backend", lambda: "gpu")
+  x, w = _random((2, 8, 8, 3), 12), _random((3, 3, 3, 4), 13)
+  with pytest.raises(ValueError, match="CPU backend only.*'gpu'"):
+    conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)

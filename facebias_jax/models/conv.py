@@ -195,6 +195,9 @@ def _onednn_on(impl: str) -> bool:
   XLA would gather a batch sharded over several devices onto each of them.
   """
   if impl == "onednn":
+    if jax.default_backend() != "cpu":
+      raise ValueError(f"conv impl 'onednn' runs on the CPU backend only, but JAX's default "
+                       f"backend is {jax.default_backend()!r}; use FACEBIAS_CONV_IMPL=auto.")
     if not onednn.available():
       raise onednn.OnednnUnavailable(
           f"conv impl 'onednn' was asked for but {onednn.unavailable_reason()} (or use "
