@@ -448,9 +448,8 @@ def fast_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
                     batch_group_count)):
     use_onednn = _onednn_on(impl)
     if use_onednn and all(s == 1 for s in dilation):
-      pads = _pad_pairs(padding, lhs.shape[1:3], rhs.shape[:2], strides)
-      if onednn.supports(lhs, rhs, strides, pads):
-        return onednn.conv2d(lhs, rhs, strides, pads)
+      return _strided_conv(lhs, rhs, strides,
+                           _pad_pairs(padding, lhs.shape[1:3], rhs.shape[:2], strides))
     conv = functools.partial(lax.conv_general_dilated, window_strides=strides,
                              padding=padding, lhs_dilation=dilation,
                              dimension_numbers=_NHWC_DIMS)

@@ -10,9 +10,10 @@ them like any other XLA operation, with no host round trip.
 Build: the handlers are compiled with the system C++ compiler (``$CXX``, else ``g++``)
 against jaxlib's FFI headers and the oneDNN wheel (``onednn-cpu-gomp`` and
 ``onednn-devel-cpu-gomp``, installed with the package). ``make install`` builds them
-once (``onednn.main()``); otherwise the first use does (about 5 s). The library lands in ``$FACEBIAS_NATIVE_DIR`` (default
-``~/.cache/facebias_jax/native``) under a name that hashes the source, the compiler
-flags and the jaxlib and oneDNN versions, so an upgrade rebuilds it. If anything is
+once (``onednn.main()``); otherwise the first use does (about 5 s). The library lands
+in ``$FACEBIAS_NATIVE_DIR`` (default ``~/.cache/facebias_jax/native``) under a name
+that hashes the source, the compiler flags and the jaxlib and oneDNN versions, so an
+upgrade rebuilds it. If anything is
 missing, ``available()`` is False, ``unavailable_reason()`` says why, and
 ``facebias_jax.models.conv`` keeps XLA's own convolutions.
 """
@@ -82,9 +83,8 @@ def _cache_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get("FACEBIAS_NATIVE_DIR", default / "facebias_jax" / "native"))
 
 
-def library_path() -> pathlib.Path:
-  """Path of the shared library for this source, compiler flags and versions."""
-  include, lib = _find_onednn()
+def _library_path(include: pathlib.Path, lib: pathlib.Path) -> pathlib.Path:
+  """Where the library for this source, compiler flags and versions is cached."""
   key = "\n".join([_SOURCE.read_text(), " ".join(_CXX_FLAGS), str(include), str(lib),
                    _version("jaxlib"), _version("onednn-cpu-gomp")])
   digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -99,7 +99,7 @@ def build(force: bool = False) -> pathlib.Path:
       in the message).
   """
   include, lib = _find_onednn()
-  target = library_path()
+  target = _library_path(include, lib)
   if target.is_file() and not force:
     return target
   cxx = os.environ.get("CXX", "g++")
@@ -166,8 +166,9 @@ def _attrs(strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> dict:
 
 def _call(pass_name: str, out_shape: Sequence[int], a: jax.Array, b: jax.Array,
           strides, padding) -> jax.Array:
-  if _load() is not None:
-    raise OnednnUnavailable(_load())
+  reason = _load()
+  if reason is not None:
+    raise OnednnUnavailable(reason)
   # "sequential": the handlers take exactly one NHWC batch, so vmap loops over them.
   call = jax.ffi.ffi_call(_FFI_PREFIX + pass_name,
                           jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32),
