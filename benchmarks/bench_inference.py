@@ -5,7 +5,8 @@ for the DB-VAE the full encode + decode with ``z = mu``) of ``standard_cnn`` and
 DB-VAE at 64 px and ``resnet18`` at 128 px, batch 32 and 256: the library model in
 the eval-mode graph of ``facebias_jax.train.steps.split_model``, jitted (default
 ``conv_impl=auto`` and plain ``xla``), against ``benchmarks/torch_reference.py`` under
-``torch.inference_mode`` in a child process (as in ``bench_train_step``). Writes ``benchmarks/results/inference.json``.
+``torch.inference_mode`` in a child process (as in ``bench_train_step``). Writes
+``benchmarks/results/inference.json``.
 
     python -m benchmarks.bench_inference [--quick] [--single_core]
 """
@@ -20,9 +21,9 @@ import jax
 from flax import nnx
 
 from benchmarks import common
-from benchmarks.bench_train_step import (CONV_IMPLS, MODELS, build_model, interleaved_best,
+from benchmarks.bench_train_step import (CONV_IMPLS, MODELS, best_with_torch, build_model,
                                          make_batch, measure_all, model_parser,
-                                         throughputs, torch_references)
+                                         throughputs)
 
 
 def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
@@ -57,13 +58,8 @@ def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[st
   row: dict[str, Any] = {"model": name, "image_size": MODELS[name][0],
                          "batch_size": batch_size}
   fns = {impl: make_jax_infer(name, batch_size, impl) for impl in CONV_IMPLS}
-  references = torch_references(name, batch_size, threads=threads, mode="infer")
-  fns.update(references)
-  try:
-    best = interleaved_best(fns, rounds=2 if quick else 4, min_seconds=0.2 if quick else 0.5)
-  finally:
-    for reference in references.values():
-      reference.close()
+  best = best_with_torch(fns, name, batch_size, threads=threads, mode="infer",
+                         rounds=2 if quick else 4, min_seconds=0.2 if quick else 0.5)
   row.update(throughputs(best, batch_size))
   return row
 

@@ -161,28 +161,31 @@ def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[st
   fns = {}
   for impl in CONV_IMPLS:
     fns[impl], row[f"jax_{impl}_compile_s"] = make_jax_step(name, batch_size, impl)
-  references = torch_references(name, batch_size, threads=threads, mode="train")
-  fns.update(references)
-  try:
-    best = interleaved_best(fns, rounds=2 if (quick or slow) else 4,
-                            min_seconds=0.2 if (quick or slow) else 0.5)
-  finally:
-    for reference in references.values():
-      reference.close()
+  best = best_with_torch(fns, name, batch_size, threads=threads, mode="train",
+                         rounds=2 if (quick or slow) else 4,
+                         min_seconds=0.2 if (quick or slow) else 0.5)
   row.update(throughputs(best, batch_size))
   row["speedup_vs_xla"] = row["jax_auto_img_s"] / row["jax_xla_img_s"]
   return row
 
 
-def torch_references(name: str, batch_size: int, *, threads: int, mode: str) -> dict:
-  """PyTorch at ``threads`` (``torch``) and, if that is more than one, at 1 thread
-  (``torch_1t``), each in its own process (``torch_reference.RemoteStep``)."""
+def best_with_torch(fns: dict[str, Callable[[], None]], name: str, batch_size: int, *,
+                    threads: int, mode: str, rounds: int,
+                    min_seconds: float) -> dict[str, float]:
+  """``interleaved_best`` of ``fns`` and PyTorch at ``threads`` (``torch``) and, if that
+  is more than one, at 1 thread (``torch_1t``), each PyTorch in its own process
+  (``torch_reference.RemoteStep``, closed afterwards)."""
   from benchmarks import torch_reference
 
   counts = {"torch": threads, **({"torch_1t": 1} if threads > 1 else {})}
-  return {key: torch_reference.RemoteStep(name, batch_size, MODELS[name][0], threads=n,
-                                          mode=mode)
-          for key, n in counts.items()}
+  references = {key: torch_reference.RemoteStep(name, batch_size, MODELS[name][0],
+                                                threads=n, mode=mode)
+                for key, n in counts.items()}
+  try:
+    return interleaved_best({**fns, **references}, rounds=rounds, min_seconds=min_seconds)
+  finally:
+    for reference in references.values():
+      reference.close()
 
 
 def throughputs(best: dict[str, float], batch_size: int) -> dict[str, float]:

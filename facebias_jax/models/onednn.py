@@ -13,9 +13,9 @@ against jaxlib's FFI headers and the oneDNN wheel (``onednn-cpu-gomp`` and
 once (``onednn.main()``); otherwise the first use does (about 5 s). The library lands
 in ``$FACEBIAS_NATIVE_DIR`` (default ``~/.cache/facebias_jax/native``) under a name
 that hashes the source, the compiler flags and the jaxlib and oneDNN versions, so an
-upgrade rebuilds it. If anything is
-missing, ``available()`` is False, ``unavailable_reason()`` says why, and
-``facebias_jax.models.conv`` keeps XLA's own convolutions.
+upgrade rebuilds it. If anything is missing, ``available()`` is False,
+``unavailable_reason()`` says why, and ``facebias_jax.models.conv`` keeps XLA's own
+convolutions.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _library_path(include: pathlib.Path, lib: pathlib.Path) -> pathlib.Path:
   return _cache_dir() / f"facebias_onednn_conv_{digest}.so"
 
 
-def build(force: bool = False) -> pathlib.Path:
+def build() -> pathlib.Path:
   """Compiles ``csrc/onednn_conv.cc`` unless the cached library exists; returns its path.
 
   Raises:
@@ -100,7 +100,7 @@ def build(force: bool = False) -> pathlib.Path:
   """
   include, lib = _find_onednn()
   target = _library_path(include, lib)
-  if target.is_file() and not force:
+  if target.is_file():
     return target
   cxx = os.environ.get("CXX", "g++")
   if shutil.which(cxx) is None:
@@ -160,7 +160,6 @@ def _warn_once(reason: str) -> None:
 def _attrs(strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> dict:
   (top, bottom), (left, right) = padding
   return {"strides": np.asarray(strides, np.int64),
-          "dilation": np.ones(2, np.int64),
           "padding": np.asarray([top, bottom, left, right], np.int64)}
 
 

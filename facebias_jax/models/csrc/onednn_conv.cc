@@ -38,10 +38,12 @@ enum class Pass { kForward = 0, kInputGrad = 1, kFilterGrad = 2 };
 // Shapes of one convolution, in oneDNN's order: src [N, C, H, W], weights
 // [O, I, KH, KW], dst [N, O, OH, OW].
 struct Geometry {
-  memory::dims src, weights, dst, strides, dilates, pad_l, pad_r;
+  memory::dims src, weights, dst, strides, pad_l, pad_r;
+  // Dense kernels only (oneDNN counts dilation from 0): conv.py sends no other.
+  memory::dims dilates = {0, 0};
   auto key(Pass pass) const {
-    return std::make_tuple(static_cast<int>(pass), src, weights, dst, strides, dilates,
-                           pad_l, pad_r);
+    return std::make_tuple(static_cast<int>(pass), src, weights, dst, strides, pad_l,
+                           pad_r);
   }
 };
 
@@ -131,15 +133,12 @@ const Plan& GetPlan(const Geometry& g, Pass pass) {
 // XLA passes NHWC / HWIO buffers; the attributes carry what the shapes cannot say.
 Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
                       ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
-                      ffi::Span<const int64_t> dilation,
                       ffi::Span<const int64_t> padding) {
   Geometry g;
   g.src = {x[0], x[3], x[1], x[2]};
   g.weights = {w[3], w[2], w[0], w[1]};
   g.dst = {y[0], y[3], y[1], y[2]};
   g.strides = {strides[0], strides[1]};
-  // oneDNN counts dilation from 0 (0 = dense kernel), XLA from 1.
-  g.dilates = {dilation[0] - 1, dilation[1] - 1};
   g.pad_l = {padding[0], padding[2]};
   g.pad_r = {padding[1], padding[3]};
   return g;
@@ -226,24 +225,24 @@ using F32 = ffi::Buffer<ffi::F32>;
 using Ints = ffi::Span<const int64_t>;
 
 ffi::Error Forward(F32 x, F32 w, ffi::ResultBuffer<ffi::F32> y, Ints strides,
-                   Ints dilation, Ints padding) {
+                   Ints padding) {
   auto g = MakeGeometry(x.dimensions(), w.dimensions(), y->dimensions(), strides,
-                        dilation, padding);
+                        padding);
   return Run(g, Pass::kForward, x.untyped_data(), w.untyped_data(), y->untyped_data());
 }
 
 ffi::Error InputGrad(F32 dy, F32 w, ffi::ResultBuffer<ffi::F32> dx, Ints strides,
-                     Ints dilation, Ints padding) {
+                     Ints padding) {
   auto g = MakeGeometry(dx->dimensions(), w.dimensions(), dy.dimensions(), strides,
-                        dilation, padding);
+                        padding);
   return Run(g, Pass::kInputGrad, dy.untyped_data(), w.untyped_data(),
              dx->untyped_data());
 }
 
 ffi::Error FilterGrad(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dw, Ints strides,
-                      Ints dilation, Ints padding) {
+                      Ints padding) {
   auto g = MakeGeometry(x.dimensions(), dw->dimensions(), dy.dimensions(), strides,
-                        dilation, padding);
+                        padding);
   return Run(g, Pass::kFilterGrad, x.untyped_data(), dy.untyped_data(),
              dw->untyped_data());
 }
@@ -256,7 +255,6 @@ ffi::Error FilterGrad(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dw, Ints stride
       .Arg<F32>()                                                            \
       .Ret<F32>()                                                            \
       .Attr<Ints>("strides")                                                 \
-      .Attr<Ints>("dilation")                                                \
       .Attr<Ints>("padding")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(FacebiasOnednnConvForward, Forward, FACEBIAS_BIND);
