@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 # Builds (or finds in its cache) the oneDNN convolution library; without a compiler it
 # says so and the library keeps XLA's own convolutions.
 install: $(STAMP)
-	@$(PY) -c 'import sys; from facebias_jax.models import onednn; sys.exit(onednn.main())'
+	@$(PY) -c 'import sys; from facebias_jax.ops import onednn; sys.exit(onednn.main())'
 
 demo: install
 	$(PY) -m experiments.train_classifier --flagfile=experiments/flags/cnn_synthetic.flags --workdir=$(WORKDIR)/standard_cnn

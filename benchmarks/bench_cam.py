@@ -27,7 +27,7 @@ from flax import nnx
 from benchmarks.common import print_table, time_call, write_results
 from facebias_jax import cam
 from facebias_jax.cam import methods
-from facebias_jax.models import get_model
+from facebias_jax.models import eval_fn, get_model
 
 
 def _random_model(name: str, **kwargs) -> nnx.Module:
@@ -73,21 +73,19 @@ def _relative_diff(ours: np.ndarray, reference: np.ndarray) -> float:
   return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-12))
 
 
+def _features(model, x):
+  return model.feature_map(x)
+
+
+def _features_and_grads(model, x):
+  fmap = model.feature_map(x)
+  targets = jnp.ones((x.shape[0],), jnp.int32)
+  return fmap, methods.feature_map_gradients(model, fmap, targets)
+
+
 def _jitted_model_fns(model):
-  graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def features(x):
-    return methods.merge_eval(graphdef, state).feature_map(x)
-
-  @jax.jit
-  def features_and_grads(x):
-    m = methods.merge_eval(graphdef, state)
-    fmap = m.feature_map(x)
-    targets = jnp.ones((x.shape[0],), jnp.int32)
-    return fmap, methods.feature_map_gradients(m, fmap, targets)
-
-  return features, features_and_grads
+  """The reference loop's compiled pieces: feature maps, and maps with their gradients."""
+  return eval_fn(model, _features), eval_fn(model, _features_and_grads)
 
 
 def bench_model(name: str, method: str, size: int, batch: int, repeats: int,

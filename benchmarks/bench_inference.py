@@ -28,7 +28,6 @@ from benchmarks.bench_train_step import (CONV_IMPLS, MODELS, best_with_torch, bu
 
 def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
   """A jitted eval-mode forward pass of the library model on a fixed batch."""
-  from facebias_jax.models import conv
   from facebias_jax.train import steps
 
   model = build_model(name, conv_impl)
@@ -44,7 +43,6 @@ def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], N
       out["reconstruction"] = aux["reconstruction"]
     return out
 
-  conv.set_conv_impl(conv_impl)
   jax.block_until_ready(infer(params, model_state, images))  # Compile now.
 
   def run() -> None:

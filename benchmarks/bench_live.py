@@ -23,9 +23,10 @@ import numpy as np
 from flax import nnx
 
 from benchmarks import common
-from facebias_jax.cam import export as cam_export
+from facebias_jax.cam import predictor as cam_predictor
 from facebias_jax.data import synthetic
-from facebias_jax.demo import face_detect, live
+from facebias_jax import faces
+from facebias_jax.demo import live
 from facebias_jax.models import get_model
 
 FRAME_HW = (480, 640)
@@ -70,7 +71,7 @@ def _frames() -> dict[int, np.ndarray]:
     frame = background.copy()
     x, y = POSITIONS[0]
     frame[y:y + FACE_PX, x:x + FACE_PX] = cv2.resize(face, (FACE_PX, FACE_PX))[..., ::-1]
-    if len(face_detect.detect_faces(frame)) == 1:
+    if len(faces.detect_faces(frame)) == 1:
       chosen.append(face)
     if len(chosen) == len(POSITIONS):
       break
@@ -79,7 +80,7 @@ def _frames() -> dict[int, np.ndarray]:
     frame = background.copy()
     for face, (x, y) in zip(chosen[:count], POSITIONS):
       frame[y:y + FACE_PX, x:x + FACE_PX] = cv2.resize(face, (FACE_PX, FACE_PX))[..., ::-1]
-    found = len(face_detect.detect_faces(frame))
+    found = len(faces.detect_faces(frame))
     if found != count:
       raise RuntimeError(f"the cascade found {found} faces in the {count}-face frame")
     frames[count] = frame
@@ -104,8 +105,8 @@ class NaiveProcessor:
 
   def process(self, frame_bgr: np.ndarray) -> None:
     p = self.processor
-    boxes = face_detect.detect_faces(frame_bgr, **p.detect_kwargs)
-    regions = [live.expand_box(box, p.margin, frame_bgr.shape[:2]) for box in boxes]
+    boxes = faces.detect_faces(frame_bgr, **p.detect_kwargs)
+    regions = [live.margin_box(box, p.margin, frame_bgr.shape[:2]) for box in boxes]
     crops = live.crop_faces(frame_bgr, regions, IMAGE_SIZE)
     maps, labels = [], []
     for crop in crops:
@@ -115,7 +116,7 @@ class NaiveProcessor:
       cam = sign * (fmap[0] @ self.w[:, 0])
       maps.append(cv2.resize(cam, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR))
       prob = 1.0 / (1.0 + np.exp(-abs(logit)))
-      labels.append(cam_export.prediction_label(p.class_names, int(logit > 0), prob))
+      labels.append(cam_predictor.prediction_label(p.class_names, int(logit > 0), prob))
     live.draw_faces(frame_bgr, regions, np.asarray(maps), labels, alpha=p.alpha)
 
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "naive": lambda: naive.process(frame.copy()),
         "model": lambda: classifier(crops),
         "classify_only": _forward_only(model, count),
-        "detect_320": lambda: face_detect.detect_faces(frame, max_side=320,
+        "detect_320": lambda: faces.detect_faces(frame, max_side=320,
                                                        **processor.detect_kwargs),
     }, repeats=repeats, calls=calls)
     # Stage split from inside the timed frames (medians): the stages sum to the frame.

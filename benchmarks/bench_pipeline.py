@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from benchmarks import common
-from facebias_jax.data import pipeline
+from facebias_jax.data import pipeline, sources
 from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
 from facebias_jax.data.builders.synthetic_faces import synthetic_faces
 
@@ -68,7 +68,7 @@ def prepare_bench_source(data_dir: str, train_size: int):
   """The 64 px faces set, ``train_size`` training examples (prepared once)."""
   config = SyntheticFacesConfig(name=f"{BENCH_CONFIG}_{train_size}", image_size=64,
                                 sizes={"train": train_size, "validation": 0, "test": 0})
-  return pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
+  return sources.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
                               builder_kwargs={"config": config})
 
 
@@ -132,16 +132,16 @@ def measure_decoding(num: int = 500) -> list[dict[str, Any]]:
 
 def measure_columns(source) -> dict[str, float]:
   """Seconds to read every label and attribute: cold (parse records) vs cached."""
-  key, path = pipeline._cache_file(source)  # pylint: disable=protected-access
-  pipeline._columns_cache.pop(key, None)  # pylint: disable=protected-access
+  key, path = sources._cache_file(source)  # pylint: disable=protected-access
+  sources._columns_cache.pop(key, None)  # pylint: disable=protected-access
   if path and os.path.exists(path):
     os.remove(path)
   start = time.perf_counter()
-  pipeline.read_attributes(source)
+  sources.read_attributes(source)
   cold = time.perf_counter() - start
-  pipeline._columns_cache.pop(key, None)  # pylint: disable=protected-access
+  sources._columns_cache.pop(key, None)  # pylint: disable=protected-access
   start = time.perf_counter()
-  pipeline.read_attributes(source)
+  sources.read_attributes(source)
   npz = time.perf_counter() - start
   return {"records": len(source), "cold_s": cold, "npz_cached_s": npz}
 
@@ -159,7 +159,7 @@ def measure_prepare_default(data_dir: str) -> dict[str, Any]:
   its rendering workers) do not, and bound the wall time on an idle machine.
   """
   start, cpu_start = time.perf_counter(), _cpu_seconds()
-  source = pipeline.load_source("facebias_synthetic_faces/faces_vs_nonfaces_64",
+  source = sources.load_source("facebias_synthetic_faces/faces_vs_nonfaces_64",
                                 split="train", data_dir=data_dir)
   seconds = time.perf_counter() - start
   return {"config": "faces_vs_nonfaces_64", "seconds": seconds,

@@ -80,11 +80,10 @@ def make_batch(name: str, batch_size: int, seed: int = 0) -> dict[str, Any]:
 
 
 def build_model(name: str, conv_impl: str):
-  """The library model ``name`` with its convolutions traced under ``conv_impl``."""
-  from facebias_jax.models import conv, get_model
+  """The library model ``name`` with the convolution choice ``conv_impl``."""
+  from facebias_jax.models import get_model
 
-  conv.set_conv_impl(conv_impl)
-  return get_model(name, 1, **MODELS[name][1])
+  return get_model(name, 1, conv_impl=conv_impl, **MODELS[name][1])
 
 
 def make_jax_step(name: str, batch_size: int,
@@ -95,7 +94,6 @@ def make_jax_step(name: str, batch_size: int,
     ``(step, compile_seconds)``: the callable, and the seconds its first call took
     (tracing and XLA compilation, which batch chunking lengthens, plus one step).
   """
-  from facebias_jax.models import conv
   from facebias_jax.train import steps
 
   model = build_model(name, conv_impl)
@@ -104,8 +102,6 @@ def make_jax_step(name: str, batch_size: int,
   train_step = steps.make_train_step(model_def, tx, kind=_model_kind(name))
   batch = make_batch(name, batch_size)
   holder = {"state": state}
-  # Compile now, under this conv_impl (the choice is made at trace time).
-  conv.set_conv_impl(conv_impl)
   start = time.perf_counter()
   holder["state"], metrics = train_step(holder["state"], batch)
   jax.block_until_ready(metrics)

@@ -56,7 +56,7 @@ def machine_info() -> dict:
 
 def _onednn_status() -> str:
   """Whether conv_impl=auto can use the oneDNN convolutions here, or why not."""
-  from facebias_jax.models import onednn
+  from facebias_jax.ops import onednn
 
   return "available" if onednn.available() else f"unavailable: {onednn.unavailable_reason()}"
 

@@ -1,34 +1,91 @@
-"""What every experiment script shares: quiet logging defaults and the training run.
+"""What every experiment script shares: logging defaults, user errors, config aliases.
 
-Scripts stay thin (parse flags, call one library function); the little they have
-in common lives here once.
+Scripts stay thin (flags, then one library function); the little they have in common
+lives here once:
+
+* :func:`run` -- ``absl.app.run`` with quiet logging, and user errors (a bad path or
+  value: ``FileNotFoundError``, ``ValueError``, ``OSError``...) printed as one line
+  ``<script>: error: ...`` with exit status 1 instead of a traceback;
+* :func:`define_aliases` / :func:`apply_aliases` -- the few short flags users expect
+  (``--run``, ``--checkpoint``, ``--video``...) as aliases of config fields;
+* :func:`train` -- the training run and its headline numbers.
 """
 
 from __future__ import annotations
 
 import logging as std_logging
-from typing import Callable
+import os
+import sys
+from typing import Any, Callable
 
 from absl import app, flags, logging
 
 from facebias_jax.train import loop
 
+# Exceptions that mean "the user's input is wrong", reported without a traceback: bad
+# paths and values, unreadable files, a run that diverged (lower the learning rate).
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, OSError,
+                                                FloatingPointError)
 
-def run(main: Callable[[list[str]], None]) -> None:
-  """``absl.app.run`` with WARNING as the default log level.
+
+def run(main: Callable[[list[str]], None],
+        user_errors: tuple[type[BaseException], ...] = USER_ERRORS) -> None:
+  """``absl.app.run`` with WARNING as the default log level and one-line user errors.
 
   Orbax logs several INFO lines per checkpoint and restore, which would bury the
   progress bars and the results; ``--verbosity=0`` brings them back.
   """
+  prog = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
   def quiet_main(argv: list[str]) -> None:
     # Under app.run the root logger is at INFO and absl's own logger follows it
     # unless --verbosity is given; orbax logs through both.
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
       std_logging.getLogger().setLevel(std_logging.WARNING)
-    main(argv)
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+      main(argv)
+    except user_errors as e:
+      print(f"{prog}: error: {e}", file=sys.stderr)
+      sys.exit(1)
 
   app.run(quiet_main)
+
+
+def define_aliases(aliases: dict[str, tuple[str, Any, str]]) -> dict[str, flags.FlagHolder]:
+  """Defines short flags for config fields.
+
+  Args:
+    aliases: flag name -> ``(config field, flag type, help)`` with the type ``str`` or
+      ``int``, e.g. ``{"run": ("run", str, "Training workdir.")}``.
+
+  Returns:
+    flag name -> its holder, for :func:`apply_aliases`.
+  """
+  definers = {str: flags.DEFINE_string, int: flags.DEFINE_integer}
+  return {name: definers[kind](name, None, f"{text} (alias of --config.{field})")
+          for name, (field, kind, text) in aliases.items()}
+
+
+def apply_aliases(config, holders: dict[str, flags.FlagHolder],
+                  aliases: dict[str, tuple[str, Any, str]]):
+  """Copies the alias flags that were given into their config fields; returns ``config``.
+
+  Raises:
+    app.UsageError: two aliases of one field were both given different values.
+  """
+  given: dict[str, tuple[str, Any]] = {}
+  for name, holder in holders.items():
+    if holder.present:
+      field = aliases[name][0]
+      if field in given and given[field][1] != holder.value:
+        raise app.UsageError(f"--{given[field][0]} and --{name} both set config.{field}; "
+                             "give one")
+      given[field] = (name, holder.value)
+      config[field] = holder.value
+  return config
 
 
 def train(config, workdir: str) -> dict:

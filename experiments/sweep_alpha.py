@@ -12,13 +12,11 @@ reused, so an interrupted sweep continues where it stopped.
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from facebias_jax.eval import sweep
 from experiments import common
+from facebias_jax.studies import alpha_sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/dbvae_synthetic.py", "DB-VAE config file (get_config()).")
@@ -49,16 +47,10 @@ flags.register_validator("seeds", _ints_ok, message="--seeds must be integers >=
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    summary = sweep.run_alpha_sweep(_CONFIG.value, _WORKDIR.value,
-                                    alphas=[float(a) for a in _ALPHAS.value],
-                                    seeds=[int(s) for s in _SEEDS.value],
-                                    reuse_existing=_REUSE.value)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"sweep_alpha: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  summary = alpha_sweep.run_alpha_sweep(_CONFIG.value, _WORKDIR.value,
+                                        alphas=[float(a) for a in _ALPHAS.value],
+                                        seeds=[int(s) for s in _SEEDS.value],
+                                        reuse_existing=_REUSE.value)
   with open(summary["files"]["md"]) as f:
     print(f.read())
 

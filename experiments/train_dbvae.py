@@ -25,8 +25,6 @@ flags.mark_flag_as_required("workdir")
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   if config.model.name != "dbvae":
     raise app.UsageError(f"--config.model.name={config.model.name!r}: this script trains the "

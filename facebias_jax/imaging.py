@@ -1,7 +1,14 @@
-"""Small image utilities shared by every layer: grids of labelled tiles and saving.
+"""Small image utilities shared by every layer: normalisation, grids, files.
 
-Kept outside ``data``/``cam`` so dataset analysis, CAM export and reports can all
-draw grids without importing each other (data flows one way, DESIGN.md).
+Kept outside ``data``/``cam`` so the pipeline, dataset analysis, CAM export, reports
+and the demo can all use them without importing each other (data flows one way,
+DESIGN.md):
+
+* :func:`normalize_images` / :func:`to_uint8_images`: the model input normalisations
+  (``NORMALIZATIONS``) and their inverse for display;
+* :func:`tile_grid`: labelled tiles in one picture;
+* :func:`save_image` / :func:`load_image`, :func:`slug` (a file-safe name).
+
 Images are RGB ``uint8`` arrays ``[H, W, 3]`` everywhere in the library; OpenCV's
 BGR order is confined to this module and the demo.
 """
@@ -10,10 +17,48 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Sequence
 
 import cv2
 import numpy as np
+
+NORMALIZATIONS = ("unit", "imagenet")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def _check_normalization(normalize: str) -> None:
+  if normalize not in NORMALIZATIONS:
+    raise ValueError(f"normalize={normalize!r} is not one of {NORMALIZATIONS} (the "
+                     "config.data.normalize the model was trained with).")
+
+
+def normalize_images(images_uint8: np.ndarray, normalize: str) -> np.ndarray:
+  """uint8 ``[..., 3]`` -> float32 model inputs: ``"unit"`` [0, 1]; ``"imagenet"`` mean/std."""
+  _check_normalization(normalize)
+  # In place on one float32 copy: big batches are memory-bound, not FLOP-bound.
+  x = np.asarray(images_uint8).astype(np.float32)
+  if normalize == "imagenet":
+    x -= IMAGENET_MEAN * np.float32(255.0)
+    x *= np.float32(1.0) / (IMAGENET_STD * np.float32(255.0))
+  else:
+    x *= np.float32(1.0 / 255.0)
+  return x
+
+
+def to_uint8_images(images: np.ndarray, normalize: str) -> np.ndarray:
+  """Undoes :func:`normalize_images` for display: float model inputs -> uint8 RGB."""
+  _check_normalization(normalize)
+  x = np.asarray(images, np.float32)
+  if normalize == "imagenet":
+    x = x * IMAGENET_STD + IMAGENET_MEAN
+  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def slug(text: str, default: str = "item") -> str:
+  """A file-safe name of ``text``: runs of other characters become one ``_``."""
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or default
 
 
 def tile_grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] | None = None,

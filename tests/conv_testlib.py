@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from facebias_jax.models import conv, get_model
+from facebias_jax.models import get_model
+from facebias_jax.ops import conv
 
 DN = ("NHWC", "HWIO", "NHWC")
 RTOL = 1e-4
@@ -25,12 +26,12 @@ def values_and_grads(conv_fn, x, w, strides, padding, lhs_dilation=None):
   return y, grads
 
 
-def assert_strided_conv_matches_lax(x, w, strides, padding):
-  """``conv.fast_conv_general_dilated`` (under the current conv impl) gives the values
-  and both gradients of ``lax.conv_general_dilated`` for a strided convolution."""
+def assert_strided_conv_matches_lax(x, w, strides, padding, impl):
+  """``conv.conv_fn(impl)`` gives the values and both gradients of
+  ``lax.conv_general_dilated`` for a strided convolution."""
   y_ref, (dx_ref, dw_ref) = values_and_grads(jax.lax.conv_general_dilated, x, w, strides,
                                              padding)
-  y, (dx, dw) = values_and_grads(conv.fast_conv_general_dilated, x, w, strides, padding)
+  y, (dx, dw) = values_and_grads(conv.conv_fn(impl), x, w, strides, padding)
   assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
   assert rel_err(y_ref, y) < RTOL
   assert rel_err(dx_ref, dx) < RTOL
@@ -56,17 +57,14 @@ TINY_MODELS = [
 ]
 
 
-def assert_model_trains_like_xla(name, kwargs, impl, chunk=None):
+def assert_model_trains_like_xla(name, kwargs, impl):
   """A whole model in training mode (BatchNorm over the full batch of 5 images) gives
-  the same loss and parameter gradients under conv ``impl`` (and ``chunk``) as with
-  plain XLA convolutions."""
+  the same loss and parameter gradients with ``conv_impl=impl`` (and the batch chunk
+  of ``$FACEBIAS_CONV_CHUNK``) as with plain XLA convolutions."""
   images = jnp.asarray(np.random.default_rng(5).random((5, 32, 32, 3)), jnp.float32)
 
   def loss_and_grads(impl):
-    conv.set_conv_impl(impl)
-    if chunk is not None:
-      conv.set_conv_chunk(chunk)
-    model = get_model(name, 1, **kwargs)
+    model = get_model(name, 1, conv_impl=impl, **kwargs)
 
     def loss(model):
       return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(model(images)))

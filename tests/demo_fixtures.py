@@ -16,8 +16,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from facebias_jax import faces, runs
 from facebias_jax.data import synthetic
-from facebias_jax.demo import face_detect
+from facebias_jax.train import checkpoint as ckpt
+from facebias_jax.train import config as train_config
+from facebias_jax.train import steps
 
 FRAME_HW = (240, 320)
 FACE_SIZE = 160
@@ -48,7 +51,7 @@ def detectable_faces(size: int = FACE_SIZE, count: int = 3) -> np.ndarray:
     ok = True
     for x, y in ((10, 20), (50, 30), (80, 20)):
       frame = paste(blank_frame(hw), face, x, y, size)
-      boxes = face_detect.detect_faces(frame[..., ::-1].copy())
+      boxes = faces.detect_faces(frame[..., ::-1].copy())
       ok = ok and len(boxes) == 1 and _inside(boxes[0], (x, y, size, size))
     if ok:
       found.append(face)
@@ -121,14 +124,13 @@ def tiny_checkpoint(workdir: str, config=None) -> str:
 
   Uses the train package's own functions, so ``load_model(workdir)`` restores it.
   """
-  from facebias_jax.train import checkpoint as ckpt, steps  # pylint: disable=g-import-not-at-top
   config = config or tiny_config()
-  ckpt.check_or_write_config(config, workdir)
-  model = ckpt.build_model(config)
-  tx = ckpt.make_optimizer_from_config(config, total_steps=1)
+  runs.check_or_write_config(config, workdir)
+  model = runs.build_model(config)
+  tx = train_config.make_optimizer_from_config(config, total_steps=1)
   _, state = steps.create_train_state(model, tx, jax.random.PRNGKey(0))
   checkpointer = ckpt.Checkpointer(workdir)
   checkpointer.save(0, state, epoch=0, plan=np.arange(4))
   checkpointer.close()
-  assert os.path.isdir(os.path.join(workdir, ckpt.CHECKPOINT_DIR))
+  assert os.path.isdir(os.path.join(workdir, runs.CHECKPOINT_DIR))
   return workdir

@@ -10,7 +10,7 @@ import pytest
 
 from facebias_jax.data import analysis
 from facebias_jax.data import groups
-from facebias_jax.data import pipeline
+from facebias_jax.data import sources
 import train_testlib
 
 
@@ -55,16 +55,16 @@ def _script(*args):
 
 def test_script_end_to_end(data_dir, tmp_path):
   workdir = str(tmp_path / "analysis")
-  proc = _script("--dataset=facebias_synthetic_faces/tiny_analysis16", "--split=train",
-                 f"--data_dir={data_dir}", f"--workdir={workdir}", "--groups=skin,Male",
-                 "--groups=Male,Young", "--samples_per_group=4")
+  proc = _script("--config.dataset=facebias_synthetic_faces/tiny_analysis16",
+                 "--config.split=train", f"--config.data_dir={data_dir}", f"--workdir={workdir}",
+                 "--config.groups=skin,Male;Male,Young", "--config.samples_per_group=4")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "48 examples analysed" in proc.stdout
   with open(os.path.join(workdir, "analysis.json")) as f:
     result = json.load(f)
-  source = pipeline.load_source("facebias_synthetic_faces/tiny_analysis16", split="train",
+  source = sources.load_source("facebias_synthetic_faces/tiny_analysis16", split="train",
                                 data_dir=data_dir, prepare=False)
-  attributes = pipeline.read_attributes(source)
+  attributes = sources.read_attributes(source)
   names = groups.assign_groups(attributes, "skin,Male")
   rows = result["groups"]["skin,Male"]["rows"]
   assert {r["group"]: r["n"] for r in rows} == {g: int((names == g).sum()) for g in set(names)}
@@ -79,6 +79,7 @@ def test_script_end_to_end(data_dir, tmp_path):
 
 
 def test_script_rejects_empty_group_spec(tmp_path):
-  proc = _script(f"--workdir={tmp_path}", "--groups=skin,")
-  assert proc.returncode != 0
-  assert "--groups needs non-empty specs like skin,Male" in proc.stderr
+  proc = _script(f"--workdir={tmp_path}", "--config.groups=skin,")
+  assert proc.returncode == 1
+  assert "analyze_dataset: error: --config.groups='skin,' needs group specs" in proc.stderr
+  assert "Traceback" not in proc.stderr

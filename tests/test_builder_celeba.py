@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import errors
 from facebias_jax.data.builders.celeba import celeba
 import builder_fixtures as bf
 
@@ -59,12 +59,12 @@ def test_malformed_attribute_line_names_file_and_line(tmp_path):
   cells = lines[4].split()
   lines[4] = " ".join(cells[:-3])  # Line 5 loses three values.
   open(path, "w").write("\n".join(lines) + "\n")
-  with pytest.raises(common.AnnotationError, match=r"list_attr_celeba\.txt, line 5: "
+  with pytest.raises(errors.AnnotationError, match=r"list_attr_celeba\.txt, line 5: "
                      r"expected a file name and 40 values"):
     celeba.load_annotations(manual)
   lines[4] = " ".join(cells[:-1] + ["2"])  # Young = 2.
   open(path, "w").write("\n".join(lines) + "\n")
-  with pytest.raises(common.AnnotationError, match=r"line 5: Young of 000003.jpg must be"):
+  with pytest.raises(errors.AnnotationError, match=r"line 5: Young of 000003.jpg must be"):
     celeba.load_annotations(manual)
 
 
@@ -82,7 +82,7 @@ def test_missing_folder_error_points_to_instructions(tmp_path):
 def test_corrupt_image_skipped_and_counted_or_strict(tmp_path):
   manual = bf.write_celeba(str(tmp_path / "manual"))
   bf.truncate(os.path.join(manual, "img_align_celeba", "000002.jpg"))
-  with pytest.raises(common.CorruptImageError, match="000002.jpg.*truncated"):
+  with pytest.raises(errors.CorruptImageError, match="000002.jpg.*truncated"):
     bf.prepare(celeba.FacebiasCeleba, "crop_32", str(tmp_path / "strict"), manual,
                strict=True)
   builder = _prepare(tmp_path, manual)

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facebias_jax.data.builders import common
+from facebias_jax import faces
+from facebias_jax.data.builders import annotations, common, errors, image_io
 import builder_fixtures as bf
 
 
@@ -18,20 +19,20 @@ def _encoded(ext: str, shape=(40, 30)) -> bytes:
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_decode_image_rejects_truncated_and_garbage(ext):
   data = _encoded(ext)
-  assert common.decode_image(data).shape == (40, 30, 3)
-  with pytest.raises(common.CorruptImageError, match="truncated"):
-    common.decode_image(data[: len(data) // 2], "x" + ext)
-  with pytest.raises(common.CorruptImageError, match="not a decodable"):
-    common.decode_image(b"this is not an image", "notes.jpg")
-  with pytest.raises(common.CorruptImageError, match="empty"):
-    common.decode_image(b"", "empty.jpg")
+  assert image_io.decode_image(data).shape == (40, 30, 3)
+  with pytest.raises(errors.CorruptImageError, match="truncated"):
+    image_io.decode_image(data[: len(data) // 2], "x" + ext)
+  with pytest.raises(errors.CorruptImageError, match="not a decodable"):
+    image_io.decode_image(b"this is not an image", "notes.jpg")
+  with pytest.raises(errors.CorruptImageError, match="empty"):
+    image_io.decode_image(b"", "empty.jpg")
 
 
 def test_image_reader_skips_counts_and_strict_raises(tmp_path):
   good = bf.write_image(str(tmp_path / "good.jpg"))
   bad = bf.write_image(str(tmp_path / "bad.jpg"))
   bf.truncate(bad)
-  reader = common.ImageReader("facebias_test")
+  reader = image_io.ImageReader("facebias_test")
   assert reader.read(good).dtype == np.uint8
   assert reader.read(bad) is None
   reader.note("no face found, centre crop used", "a.jpg")
@@ -39,15 +40,15 @@ def test_image_reader_skips_counts_and_strict_raises(tmp_path):
   assert "wrote 1 examples" in line and "skipped 1 corrupt image(s) (bad.jpg)" in line
   assert "no face found, centre crop used: 1 image(s) (a.jpg)" in line
   assert reader.skipped == [] and reader.notes == {}  # Reset for the next split.
-  with pytest.raises(common.CorruptImageError, match="strict=True"):
-    common.ImageReader("facebias_test", strict=True).read(bad)
+  with pytest.raises(errors.CorruptImageError, match="strict=True"):
+    image_io.ImageReader("facebias_test", strict=True).read(bad)
   with pytest.raises(FileNotFoundError, match="missing.jpg"):
     reader.read(tmp_path / "missing.jpg")
 
 
 def test_missing_path_error_names_path_and_instructions(tmp_path):
   with pytest.raises(FileNotFoundError) as err:
-    common.require_path(tmp_path / "imgs", dataset="facebias_ppb", is_dir=True,
+    errors.require_path(tmp_path / "imgs", dataset="facebias_ppb", is_dir=True,
                         what="the images folder imgs/")
   message = str(err.value)
   assert str(tmp_path / "imgs") in message
@@ -59,7 +60,7 @@ def test_read_csv_any_line_ending_keeps_line_numbers(tmp_path, ending):
   path = tmp_path / "m.csv"
   path.write_bytes(("\ufeffa,b" + ending + "1,x" + ending + ending + '2,"y, z"' + ending)
                    .encode("utf-8"))
-  header, rows = common.read_csv(path)
+  header, rows = annotations.read_csv(path)
   assert header == ["a", "b"]
   assert rows == [(2, ["1", "x"]), (4, ["2", "y, z"])]
 
@@ -67,13 +68,13 @@ def test_read_csv_any_line_ending_keeps_line_numbers(tmp_path, ending):
 def test_read_text_lines_and_annotation_errors(tmp_path):
   path = tmp_path / "t.txt"
   path.write_text("3\r\nname  v\r\n\r\na 1\r\n")
-  assert common.read_text_lines(path) == [(1, "3"), (2, "name  v"), (4, "a 1")]
-  with pytest.raises(common.AnnotationError, match=r"t\.txt, line 7: .*one of \[0, 1\]"):
-    common.parse_int(path, 7, "5", "flag", valid=(0, 1))
-  with pytest.raises(common.AnnotationError, match="line 1: no column for 'skin_type'"):
-    common.resolve_columns(path, ["file", "Gender"], {"gender": ("gender",),
+  assert annotations.read_text_lines(path) == [(1, "3"), (2, "name  v"), (4, "a 1")]
+  with pytest.raises(errors.AnnotationError, match=r"t\.txt, line 7: .*one of \[0, 1\]"):
+    annotations.parse_int(path, 7, "5", "flag", valid=(0, 1))
+  with pytest.raises(errors.AnnotationError, match="line 1: no column for 'skin_type'"):
+    annotations.resolve_columns(path, ["file", "Gender"], {"gender": ("gender",),
                                                        "skin_type": ("numeric",)})
-  cols = common.resolve_columns(path, ["File", "Skin_Color"],
+  cols = annotations.resolve_columns(path, ["File", "Skin_Color"],
                                 {"file": ("file",), "skin": ("skin color",),
                                  "country": ("country",)}, optional=("country",))
   assert cols == {"file": 0, "skin": 1}
@@ -82,26 +83,26 @@ def test_read_text_lines_and_annotation_errors(tmp_path):
 def test_crop_and_resize_geometry():
   image = np.zeros((20, 40, 3), np.uint8)
   image[:, 20:] = 255
-  assert common.center_square_box(20, 40) == (10, 0, 30, 20)
-  out = common.crop_resize(image, (10, 0, 30, 20), 10)
+  assert image_io.center_square_box(20, 40) == (10, 0, 30, 20)
+  out = image_io.crop_resize(image, (10, 0, 30, 20), 10)
   assert out.shape == (10, 10, 3) and out[:, :4].max() == 0 and out[:, 6:].min() == 255
-  padded = common.crop_resize(image, (-10, 0, 10, 20), 20)  # Leaves the image: black.
+  padded = image_io.crop_resize(image, (-10, 0, 10, 20), 20)  # Leaves the image: black.
   assert padded[:, :10].max() == 0
-  out, scale, (x_off, y_off) = common.resize_pad(image, 16)
+  out, scale, (x_off, y_off) = image_io.resize_pad(image, 16)
   assert out.shape == (16, 16, 3) and scale == pytest.approx(0.4) and (x_off, y_off) == (0, 4)
   assert out[:4].max() == 0 and out[12:].max() == 0  # Black bars above and below.
-  assert common.expand_box((10, 10, 30, 20), 0.25) == (5, 0, 35, 30)
+  assert faces.square_around((10, 10, 30, 20), 0.25) == (5, 0, 35, 30)
 
 
 def test_face_crop_uses_detector_and_falls_back():
   image = np.zeros((40, 60, 3), np.uint8)
   image[10:20, 30:40] = 200
-  crop, found = common.face_crop(image, 8, margin=0.0, detector=lambda im: (30, 10, 40, 20))
+  crop, found = image_io.face_crop(image, 8, margin=0.0, detector=lambda im: (30, 10, 40, 20))
   assert found and crop.min() == 200
-  crop, found = common.face_crop(image, 8, detector=lambda im: None)
+  crop, found = image_io.face_crop(image, 8, detector=lambda im: None)
   assert not found and crop.shape == (8, 8, 3)
   # The real Haar cascade loads and finds nothing in a blank image.
-  assert common.detect_largest_face(np.full((64, 64, 3), 128, np.uint8)) is None
+  assert faces.detect_largest_face(np.full((64, 64, 3), 128, np.uint8)) is None
 
 
 def test_hash_split_is_deterministic_and_proportional():
@@ -117,11 +118,11 @@ def test_haar_cascade_finds_synthetic_faces():
   data = synthetic.generate(4, seed=0, image_size=96, task="sex")
   found = 0
   for image, mask in zip(data["image"], data["mask"]):
-    box = common.detect_largest_face(image)
+    box = faces.detect_largest_face(image)
     if box is not None:
       found += 1
       x0, y0, x1, y1 = box
       assert mask[y0:y1, x0:x1].mean() > 2 * mask.mean()  # Mostly face inside the box.
-      crop, ok = common.face_crop(image, 32)
+      crop, ok = image_io.face_crop(image, 32)
       assert ok and crop.shape == (32, 32, 3)
   assert found >= 1

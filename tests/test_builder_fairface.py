@@ -3,7 +3,7 @@
 from etils import epath
 import pytest
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import errors
 from facebias_jax.data.builders.fairface import fairface
 import builder_fixtures as bf
 
@@ -29,7 +29,7 @@ def test_bad_label_names_line(tmp_path):
   manual = bf.write_fairface(str(tmp_path / "manual"))
   path = tmp_path / "manual" / "fairface_label_val.csv"
   path.write_text(path.read_text().replace("30-39", "thirty"))
-  with pytest.raises(common.AnnotationError, match=r"label_val\.csv, line 3: unknown age"):
+  with pytest.raises(errors.AnnotationError, match=r"label_val\.csv, line 3: unknown age"):
     fairface.read_labels(epath.Path(path))
   (tmp_path / "manual" / "val" / "2.jpg").unlink()
   path.write_text(path.read_text().replace("thirty", "30-39"))

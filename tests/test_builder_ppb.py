@@ -4,7 +4,7 @@ import numpy as np
 from etils import epath
 import pytest
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import errors
 from facebias_jax.data.builders.ppb import ppb
 import builder_fixtures as bf
 
@@ -50,7 +50,7 @@ def test_metadata_errors_name_file_and_line(tmp_path):
   path = tmp_path / "manual" / "PPB-2017-metadata.csv"
   text = path.read_text().replace("0003.jpg,Female,2", "0003.jpg,Female,7")
   path.write_text(text)
-  with pytest.raises(common.AnnotationError, match=r"metadata\.csv, line 4: Fitzpatrick"):
+  with pytest.raises(errors.AnnotationError, match=r"metadata\.csv, line 4: Fitzpatrick"):
     ppb.read_metadata(epath.Path(manual))
   path.write_text(text.replace("0003.jpg,Female,7", "0003.jpg,Female,III"))
   assert [r.skin_type for r in ppb.read_metadata(epath.Path(manual))] == [3, 5, 3, 6]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import facebias_jax.data  # noqa: F401  (registers the builders)
+
 from facebias_jax.data import groups
 from facebias_jax.data.builders.synthetic_faces import DEFAULT_SIZES, SyntheticFacesConfig
 from facebias_jax.data.builders.synthetic_faces import synthetic_faces

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flax import nnx
 
 from cam_toy_models import (IdentityFeatureNet, flatten_head_net, gap_linear_net,
                              hot_spot_images, random_init)
 from facebias_jax import cam
 from facebias_jax.cam import methods
+from facebias_jax.models import inference
 
 B, SIZE = 4, 16
 
@@ -121,9 +121,9 @@ def test_map_does_not_depend_on_the_other_images(multiclass, images):
 
 def test_repeated_calls_do_not_recompile(multiclass, images):
   cam.compute(multiclass, images, "layercam")
-  before = methods._pure_maps_jit._cache_size()
+  before = inference._call_jit._cache_size()
   cam.compute(multiclass, images + 0.5, "layercam", np.array([0, 1, 2, 0]))
-  assert methods._pure_maps_jit._cache_size() == before
+  assert inference._call_jit._cache_size() == before
 
 
 def test_compute_fn_sees_in_place_weight_updates(images):
@@ -189,9 +189,8 @@ def test_resnet18_cam_invariant_and_gradcam():
   raw = cam.compute(model, x, "cam", targets, upsample=False)
   assert raw.shape == (2, 4, 4)
   # The same compiled function also returns the logits (feature_map -> head == model(x)).
-  graphdef, state = nnx.split(model)
-  _, logits, _ = methods._pure_maps_jit(graphdef, state, x, targets, method="cam",
-                                        upsample=False, chunk_size=32)
+  run = inference.eval_fn(model, methods.maps_from_model, method="cam", upsample=False)
+  _, logits, _ = run(x, targets)
   _, b = model.linear_head()
   np.testing.assert_allclose(raw.mean(axis=(1, 2)) + np.asarray(b)[targets],
                              np.asarray(logits)[np.arange(2), targets], rtol=1e-4, atol=1e-4)

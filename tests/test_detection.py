@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from facebias_jax import models
 from facebias_jax.eval import detection
 
 
@@ -81,4 +82,4 @@ def test_detect_threshold_uint8_and_mixed_sizes():
 
 def test_binary_logit_rejects_multiclass():
   with pytest.raises(ValueError, match="binary"):
-    detection.binary_logit(jnp.zeros((2, 3)))
+    models.binary_logit(jnp.zeros((2, 3)))

@@ -1,4 +1,4 @@
-"""Tests for facebias_jax.eval.evaluate / sweep and the evaluate / sweep_alpha scripts."""
+"""Tests for facebias_jax.eval.evaluate, studies.alpha_sweep and the evaluate / sweep_alpha scripts."""
 
 import json
 import os
@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facebias_jax.eval import evaluate, report, sweep
+from experiments.configs import evaluate as evaluate_config
+from facebias_jax import runs
+from facebias_jax.eval import evaluate, report
+from facebias_jax.studies import alpha_sweep as sweep
 from facebias_jax.models import get_model
 import train_testlib
 
@@ -108,25 +111,42 @@ def test_predict_detection_on_batches():
   assert preds["best_box"][0].tolist() == [8, 8, 8, 8]
 
 
-def test_run_evaluation_option_errors(tmp_path):
+def _eval_config(**fields):
+  config = evaluate_config.get_config()
+  for key, value in fields.items():
+    node = config
+    *sections, last = key.split(".")
+    for section in sections:
+      node = node[section]
+    node[last] = value
+  return config
+
+
+def test_run_evaluation_config_errors(tmp_path):
   with pytest.raises(ValueError, match="Nothing to evaluate"):
-    evaluate.run_evaluation({}, str(tmp_path))
+    evaluate.run_evaluation(_eval_config(), str(tmp_path))
   with pytest.raises(ValueError, match="not both"):
-    evaluate.run_evaluation({"checkpoint": "a", "compare": "b,c"}, str(tmp_path))
-  with pytest.raises(ValueError, match="Unknown evaluation options"):
-    evaluate.run_evaluation({"chekpoint": "a"}, str(tmp_path))
+    evaluate.run_evaluation(_eval_config(run="a", compare="b,c"), str(tmp_path))
   with pytest.raises(FileNotFoundError, match="does not exist"):
-    evaluate.run_evaluation({"checkpoint": str(tmp_path / "missing")}, str(tmp_path))
+    evaluate.run_evaluation(_eval_config(run=str(tmp_path / "missing")), str(tmp_path))
   with pytest.raises(ValueError, match="--labels has 1 names but 2"):
-    evaluate.run_evaluation({"compare": [str(tmp_path), str(tmp_path)], "labels": "a"}, str(tmp_path))
+    evaluate.run_evaluation(_eval_config(compare=f"{tmp_path},{tmp_path}", labels="a"),
+                            str(tmp_path))
+  with pytest.raises(ValueError, match="config.protocol must be one of"):
+    evaluate.run_evaluation(_eval_config(run="a", protocol="windows"), str(tmp_path))
+  with pytest.raises(ValueError, match="config.detection.scales"):
+    evaluate.run_evaluation(_eval_config(**{"run": "a", "detection.scales": (1.5,)}),
+                            str(tmp_path))
 
 
-def test_evaluate_script_missing_checkpoint_is_clear_error(tmp_path):
+@pytest.mark.parametrize("flag", ["--run", "--checkpoint"])
+def test_evaluate_script_missing_run_is_clear_error(tmp_path, flag):
   proc = subprocess.run([sys.executable, "-m", "experiments.evaluate",
-                         f"--checkpoint={tmp_path / 'nope'}", f"--workdir={tmp_path}"],
+                         f"{flag}={tmp_path / 'nope'}", f"--workdir={tmp_path}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1
-  assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+  assert "evaluate: error:" in proc.stderr and "does not exist" in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 def _fake_report(mean_acc, var):
@@ -184,8 +204,7 @@ def test_evaluate_model_on_record_source():
 
 
 def test_run_evaluation_single_and_detection_with_fakes(tmp_path, monkeypatch):
-  from facebias_jax.data import pipeline
-  from facebias_jax.train import checkpoint
+  from facebias_jax.data import sources
 
   images, labels, attributes = _data(n=12)
   source = [{"image": (images[i] * 255).astype(np.uint8), "label": int(labels[i]),
@@ -197,24 +216,25 @@ def test_run_evaluation_single_and_detection_with_fakes(tmp_path, monkeypatch):
       "eval": {"groups": "skin,Male", "batch_size": 8}})
   model = _quick_model("standard_cnn", 1, image_size=16, filters=4)
   loaded = []
-  def fake_load_model(workdir, step=None):
+  def fake_load_run(workdir, step=None):
     loaded.append((workdir, step))
-    return model, config
+    return runs.Run(model=model, config=config, step=step or 7, workdir=workdir)
 
-  monkeypatch.setattr(checkpoint, "load_model", fake_load_model)
-  monkeypatch.setattr(pipeline, "load_source", lambda name, **kw: source)
+  monkeypatch.setattr(runs, "load_run", fake_load_run)
+  monkeypatch.setattr(sources, "load_source", lambda name, **kw: source)
   run = tmp_path / "run"
   run.mkdir()
-  out = evaluate.run_evaluation({"checkpoint": str(run), "n_boot": 10}, None)
+  out = evaluate.run_evaluation(_eval_config(run=str(run), n_boot=10), None)
   rep = out["reports"]["run"]
   assert rep["files"]["json"] == str(run / "report.json")  # the config's own split: in place
   assert rep["dataset"]["name"] == "fake/cfg" and rep["dataset"]["groups"] == "skin,Male"
   assert rep["metrics"]["overall"]["n"] == 12 and out["comparison"] is None
-  det = evaluate.run_evaluation({"checkpoint": str(run), "protocol": "detection", "n_boot": 0,
-                                 "groups": "skin", "step": 3,
-                                 "detection": {"scales": [1.0, 0.5], "stride_frac": 0.5}}, None)
+  assert rep["model"]["step"] == 7  # The step evaluated is recorded.
+  det = evaluate.run_evaluation(_eval_config(**{
+      "run": str(run), "protocol": "detection", "n_boot": 0, "groups": "skin", "step": 3,
+      "detection.scales": (1.0, 0.5), "detection.stride_frac": 0.5}), None)
   rep = det["reports"]["run"]
-  assert loaded[-1] == (str(run), 3)
+  assert loaded[-1] == (str(run), 3) and rep["model"]["step"] == 3
   assert rep["dataset"]["protocol"] == "detection"
   assert rep["dataset"]["detection"]["scales"] == [1.0, 0.5]
   assert os.path.dirname(rep["files"]["json"]) == str(run / "eval_fake_cfg_test_detection")
@@ -267,7 +287,7 @@ def test_sweep_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
 
   out = tmp_path / "compare"
   proc = _script(["experiments.evaluate", f"--compare={run_a},{run_b}", f"--workdir={out}",
-                  "--n_boot=20", "--groups=skin,Male"], tmp_path)
+                  "--config.n_boot=20", "--config.groups=skin,Male"], tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   comparison = json.load(open(out / "comparison.json"))
   assert comparison["labels"] == ["alpha_0.001/seed_0", "alpha_0.1/seed_0"]

@@ -1,4 +1,4 @@
-"""Tests of the CAM export study (facebias_jax.eval.cam_export, cam.export, the script)."""
+"""Tests of the CAM export study (facebias_jax.eval.cam_export, cam.predictor)."""
 
 import json
 import os
@@ -8,7 +8,8 @@ import pytest
 
 import demo_fixtures as df
 from facebias_jax import imaging
-from facebias_jax.cam import export as cam_export
+from experiments.configs import export_cam as export_config
+from facebias_jax.cam import predictor as cam_predictor
 from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
 from facebias_jax.eval import cam_export as export_lib
 
@@ -30,16 +31,23 @@ def exported(tmp_path_factory):
   synthetic = _synthetic_config()
   workdir = str(root / "out")
   summary = export_lib.export_cam(
-      checkpoint, workdir, dataset="facebias_synthetic_faces", split="test",
-      group_spec="skin,Male", max_images=12, batch_size=8, progress=False,
+      _config(checkpoint, groups="skin,Male", max_images=12), workdir, progress=False,
       builder_kwargs={"config": synthetic})
   return summary, workdir, checkpoint
+
+
+def _config(run, **fields):
+  config = export_config.get_config()
+  config.run, config.dataset, config.split, config.batch_size = (
+      run, "facebias_synthetic_faces", "test", 8)
+  config.update(fields)
+  return config
 
 
 def test_export_writes_every_artifact(exported):
   summary, workdir, _ = exported
   assert summary["method"] == "cam" and summary["aligned"]
-  assert summary["num_images"] == 12
+  assert summary["num_images"] == 12 and summary["step"] == 0
   # Balanced selection: 3 images of each of the 4 skin x sex groups.
   assert summary["groups"] == {"darker_female": 3, "darker_male": 3, "lighter_female": 3,
                                "lighter_male": 3}
@@ -70,21 +78,23 @@ def test_export_writes_every_artifact(exported):
 
 def test_one_group_and_errors(exported, tmp_path):
   _, _, checkpoint = exported
-  synthetic = _synthetic_config()
-  kwargs = dict(dataset="facebias_synthetic_faces", split="test", progress=False,
-                builder_kwargs={"config": synthetic}, batch_size=8)
-  summary = export_lib.export_cam(checkpoint, str(tmp_path / "one"), group="darker_female",
-                                  method="gradcam", image_format="jpg", **kwargs)
+  kwargs = dict(progress=False, builder_kwargs={"config": _synthetic_config()})
+  summary = export_lib.export_cam(
+      _config(checkpoint, group="darker_female", method="gradcam", image_format="jpg"),
+      str(tmp_path / "one"), **kwargs)
   assert summary["groups"] == {"darker_female": 6} and summary["method"] == "gradcam"
   assert os.path.exists(tmp_path / "one" / "grids" / "darker_female.jpg")
+  bad = str(tmp_path / "bad")
   with pytest.raises(ValueError, match="lighter_male"):
-    export_lib.export_cam(checkpoint, str(tmp_path / "bad"), group="purple", **kwargs)
+    export_lib.export_cam(_config(checkpoint, group="purple"), bad, **kwargs)
   with pytest.raises(ValueError, match="Unknown CAM method"):
-    export_lib.export_cam(checkpoint, str(tmp_path / "bad"), method="nope", **kwargs)
-  with pytest.raises(ValueError, match="format"):
-    export_lib.export_cam(checkpoint, str(tmp_path / "bad"), image_format="gif", **kwargs)
+    export_lib.export_cam(_config(checkpoint, method="nope"), bad, **kwargs)
+  with pytest.raises(ValueError, match="image_format"):
+    export_lib.export_cam(_config(checkpoint, image_format="gif"), bad, **kwargs)
   with pytest.raises(FileNotFoundError, match="no_run"):
-    export_lib.export_cam(str(tmp_path / "no_run"), str(tmp_path / "bad"), **kwargs)
+    export_lib.export_cam(_config(str(tmp_path / "no_run")), bad, **kwargs)
+  with pytest.raises(ValueError, match="--run=WORKDIR"):
+    export_lib.export_cam(_config(None), bad, **kwargs)
 
 
 def test_landmark_face_mask_is_an_ellipse_on_the_face():
@@ -115,7 +125,7 @@ def test_select_indices_balances_groups():
 def test_energy_table_and_plot(tmp_path):
   energy = {"darker_female": {"mean": 0.4, "std": 0.1, "sem": 0.05, "n": 4},
             "lighter_male": {"mean": 0.8, "std": 0.1, "sem": 0.05, "n": 4}}
-  md = cam_export.energy_markdown(energy, method="cam", region="mask")
+  md = cam_predictor.energy_markdown(energy, method="cam", region="mask")
   assert "| darker_female | 4 | 0.400 | 0.100 | 0.050 |" in md
-  path = cam_export.plot_energy(energy, str(tmp_path / "e.png"))
+  path = cam_predictor.plot_energy(energy, str(tmp_path / "e.png"))
   assert imaging.load_image(path).shape[2] == 3

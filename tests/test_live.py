@@ -10,10 +10,21 @@ import pytest
 
 import demo_fixtures as df
 from facebias_jax import imaging
-from facebias_jax.cam import export as cam_export
-from facebias_jax.demo import live
+from experiments.configs import demo as demo_config
+from facebias_jax import runs
+from facebias_jax.cam import predictor as cam_predictor
+from facebias_jax.demo import frames, live
 
 NUM_FRAMES = 6
+
+
+def _config(run, **fields):
+  config = demo_config.get_config()
+  config.run = run
+  config.headless = True
+  config.warmup = False
+  config.update(fields)
+  return config
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +43,7 @@ def test_video_is_annotated_frame_for_frame(checkpoint, video, tmp_path):
   path, regions = video
   out = str(tmp_path / "out.mp4")
   seen = []
-  summary = live.run(live.DemoOptions(checkpoint=checkpoint, video=path, output=out,
-                                      headless=True),
+  summary = live.run(_config(checkpoint, video=path, output=out),
                      on_frame=lambda frame, result: seen.append(result))
   assert summary["frames"] == NUM_FRAMES
   assert summary["method"] == "cam"  # ResNet: GAP + linear head
@@ -64,8 +74,7 @@ def test_image_input_and_output(checkpoint, tmp_path):
   image = str(tmp_path / "face.png")
   imaging.save_image(image, frames[0])
   out = str(tmp_path / "annotated.jpg")
-  summary = live.run(live.DemoOptions(checkpoint=checkpoint, image=image, output=out,
-                                      headless=True, method="gradcam"))
+  summary = live.run(_config(checkpoint, image=image, output=out, method="gradcam"))
   assert summary["frames"] == 1 and summary["faces"] == 1
   assert summary["method"] == "gradcam"
   annotated = imaging.load_image(out)
@@ -74,8 +83,7 @@ def test_image_input_and_output(checkpoint, tmp_path):
 
 
 def test_face_classifier_batches_match_single_faces(checkpoint):
-  from facebias_jax.train.checkpoint import load_model
-  model, config = load_model(checkpoint)
+  model, config = runs.load_model(checkpoint)
   classifier = live.FaceClassifier(model, image_size=config.data.image_size, max_faces=4)
   crops = df.detectable_faces()[:, ::4, ::4]  # 128 -> 32 px
   predicted, prob, maps = classifier(crops)  # 3 faces, padded to a batch of 4
@@ -93,8 +101,8 @@ def test_face_classifier_batches_match_single_faces(checkpoint):
 
 
 def test_geometry_helpers():
-  assert live.expand_box((10, 10, 20, 20), 0.5, (40, 35)) == (0, 0, 35, 40)
-  assert live.expand_box((10, 12, 20, 10), 0.0, (100, 100)) == (10, 12, 30, 22)
+  assert live.margin_box((10, 10, 20, 20), 0.5, (40, 35)) == (0, 0, 35, 40)
+  assert live.margin_box((10, 12, 20, 10), 0.0, (100, 100)) == (10, 12, 30, 22)
   assert [live.bucket_size(n, 4) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
   assert live.bucket_size(5, 6) == 6
   crops = live.crop_faces(np.full((50, 60, 3), (0, 0, 255), np.uint8), [(0, 0, 30, 20)], 16)
@@ -105,35 +113,36 @@ def test_class_names_from_config():
   def config(name, key="label", num_classes=1):
     return ml_collections.ConfigDict({"data": {"name": name, "label_key": key},
                                       "model": {"num_classes": num_classes}})
-  assert live.class_names_for(config("facebias_synthetic_faces/sex_64")) == ("female", "male")
-  assert live.class_names_for(config("facebias_celeba/aligned_64", "Male")) == ("female", "male")
-  assert live.class_names_for(config("facebias_synthetic_faces/faces_vs_nonfaces_64")) == (
+  assert runs.class_names(config("facebias_synthetic_faces/sex_64")) == ("female", "male")
+  assert runs.class_names(config("facebias_celeba/aligned_64", "Male")) == ("female", "male")
+  assert runs.class_names(config("facebias_synthetic_faces/faces_vs_nonfaces_64")) == (
       "non-face", "face")
-  assert live.class_names_for(config("x", "Smiling")) == ("not smiling", "smiling")
-  assert live.class_names_for(config("x", num_classes=3)) == ("class 0", "class 1", "class 2")
-  assert cam_export.prediction_label(("female", "male"), 1, 0.934) == "male 0.93"
+  assert runs.class_names(config("facebias_face_mixture/celeba_64")) == ("non-face", "face")
+  assert runs.class_names(config("x", "Smiling")) == ("not smiling", "smiling")
+  assert runs.class_names(config("x", num_classes=3)) == ("class 0", "class 1", "class 2")
+  assert cam_predictor.prediction_label(("female", "male"), 1, 0.934) == "male 0.93"
 
 
 def test_option_and_input_errors(checkpoint, video, tmp_path):
   path, _ = video
   with pytest.raises(ValueError, match="exactly one input"):
-    live.run(live.DemoOptions(checkpoint=checkpoint, video=path, camera=0, headless=True))
+    live.run(_config(checkpoint, video=path, camera=0))
   with pytest.raises(ValueError, match="--output=x.png"):
-    live.run(live.DemoOptions(checkpoint=checkpoint, video=path, output="x.png", headless=True))
+    live.run(_config(checkpoint, video=path, output="x.png"))
   with pytest.raises(ValueError, match="Unknown CAM method 'nope'"):
-    live.run(live.DemoOptions(checkpoint=checkpoint, video=path, method="nope", headless=True))
+    live.run(_config(checkpoint, video=path, method="nope"))
   missing = str(tmp_path / "missing.mp4")
   with pytest.raises(FileNotFoundError, match="missing.mp4"):
-    live.run(live.DemoOptions(checkpoint=checkpoint, video=missing, headless=True))
+    live.run(_config(checkpoint, video=missing))
   not_video = tmp_path / "notes.avi"
   not_video.write_text("not a video")
-  with pytest.raises(live.DemoInputError, match="notes.avi"):
-    live.run(live.DemoOptions(checkpoint=checkpoint, video=str(not_video), headless=True))
-  with pytest.raises(live.DemoInputError, match="camera 57"):
-    live.run(live.DemoOptions(checkpoint=checkpoint, camera=57, headless=True))
+  with pytest.raises(frames.DemoInputError, match="notes.avi"):
+    live.run(_config(checkpoint, video=str(not_video)))
+  with pytest.raises(frames.DemoInputError, match="camera 57"):
+    live.run(_config(checkpoint, camera=57))
   no_ckpt = str(tmp_path / "no_such_run")
   with pytest.raises(FileNotFoundError, match="no_such_run"):
-    live.run(live.DemoOptions(checkpoint=no_ckpt, video=path, headless=True))
+    live.run(_config(no_ckpt, video=path))
 
 
 def test_script_reports_errors_without_traceback(tmp_path):
@@ -141,7 +150,7 @@ def test_script_reports_errors_without_traceback(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.webcam_demo", f"--checkpoint={tmp_path}",
-       f"--video={missing}", "--headless"],
+       f"--video={missing}", "--config.headless=True"],
       capture_output=True, text=True, env=env, timeout=120,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert proc.returncode == 1

@@ -1,5 +1,6 @@
-"""Tests of facebias_jax.models.onednn and the "auto"/"onednn" conv paths that use it."""
+"""Tests of facebias_jax.ops.onednn and the "auto"/"onednn" conv choices that use it."""
 
+import functools
 import os
 import pathlib
 import shutil
@@ -8,24 +9,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax import lax
 
 from conv_testlib import (DN, RTOL, STRIDED, TINY_MODELS, assert_model_trains_like_xla,
                           assert_strided_conv_matches_lax, rel_err, values_and_grads)
-from facebias_jax.models import conv, onednn
+from facebias_jax.models import get_model
+from facebias_jax.ops import conv, onednn
 
 # oneDNN comes with the package's dependencies; only a missing compiler may skip these.
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
                                 reason="no C++ compiler to build the oneDNN handlers")
 
 
+ONEDNN = functools.partial(conv.fast_conv_general_dilated, impl="onednn")
+
+
 @pytest.fixture(autouse=True)
-def _onednn_on():
+def _onednn_built():
   assert onednn.available(), onednn.unavailable_reason()
-  before = conv.get_conv_impl()
-  conv.set_conv_impl("onednn")
-  yield
-  conv.set_conv_impl(before)
 
 
 def _random(shape, seed):
@@ -33,9 +35,7 @@ def _random(shape, seed):
 
 
 def _ffi_calls(fn, *args) -> int:
-  # A fresh function each time: make_jaxpr caches traces by function, and the conv
-  # implementation is read at trace time.
-  return str(jax.make_jaxpr(lambda *a: fn(*a))(*args)).count("ffi_call")
+  return str(jax.make_jaxpr(fn)(*args)).count("ffi_call")
 
 
 @pytest.mark.parametrize("x_shape,w_shape,strides,padding", STRIDED + [
@@ -44,10 +44,10 @@ def _ffi_calls(fn, *args) -> int:
 ])
 def test_values_and_gradients_match_lax(x_shape, w_shape, strides, padding):
   x, w = _random(x_shape, 0), _random(w_shape, 1)
-  assert_strided_conv_matches_lax(x, w, strides, padding)
+  assert_strided_conv_matches_lax(x, w, strides, padding, "onednn")
   # Forward, input gradient and filter gradient are the three oneDNN calls.
-  grad_fn = jax.grad(lambda x, w: jnp.sum(conv.fast_conv_general_dilated(
-      x, w, strides, padding, dimension_numbers=DN)), (0, 1))
+  grad_fn = jax.grad(lambda x, w: jnp.sum(ONEDNN(x, w, strides, padding,
+                                                 dimension_numbers=DN)), (0, 1))
   assert _ffi_calls(grad_fn, x, w) == 3
 
 
@@ -55,18 +55,18 @@ def test_transposed_conv_runs_its_strided_convolutions_on_onednn():
   x, w = _random((2, 5, 5, 6), 2), _random((3, 3, 6, 4), 3)
   dilation, padding = (2, 2), ((1, 2), (1, 2))
   ref = values_and_grads(lax.conv_general_dilated, x, w, (1, 1), padding, dilation)
-  new = values_and_grads(conv.fast_conv_general_dilated, x, w, (1, 1), padding, dilation)
+  new = values_and_grads(ONEDNN, x, w, (1, 1), padding, dilation)
   for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
     assert a.shape == b.shape and rel_err(a, b) < RTOL
-  assert _ffi_calls(lambda x, w: conv.fast_conv_general_dilated(
-      x, w, (1, 1), padding, lhs_dilation=dilation, dimension_numbers=DN), x, w) == 1
+  assert _ffi_calls(lambda x, w: ONEDNN(x, w, (1, 1), padding, lhs_dilation=dilation,
+                                        dimension_numbers=DN), x, w) == 1
 
 
 def test_negative_padding_falls_back_to_xla():
   x, w = _random((2, 9, 9, 3), 4), _random((3, 3, 3, 4), 5)
   padding = ((-1, 0), (1, 1))
   assert not onednn.supports(x, w, (1, 1), padding)
-  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN)
+  fn = lambda x, w: ONEDNN(x, w, (1, 1), padding, dimension_numbers=DN)
   assert _ffi_calls(fn, x, w) == 0
   assert rel_err(lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN),
                  fn(x, w)) < RTOL
@@ -83,11 +83,25 @@ def test_vmap_loops_over_the_handlers():
 
 def test_auto_uses_onednn_on_one_cpu_device_and_fast_never():
   x, w = _random((4, 8, 8, 12), 8), _random((3, 3, 12, 24), 9)
-  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=DN)
-  conv.set_conv_impl("auto")  # Tests run on one CPU device (conftest).
-  assert _ffi_calls(fn, x, w) == 1
-  conv.set_conv_impl("fast")
-  assert _ffi_calls(fn, x, w) == 0
+  for impl, calls in (("auto", 1), ("fast", 0), ("xla", 0)):  # One CPU device (conftest).
+    fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (2, 2), "SAME",
+                                                     dimension_numbers=DN, impl=impl)
+    assert _ffi_calls(fn, x, w) == calls, impl
+
+
+def test_two_models_with_different_choices_run_their_own_kernels():
+  """The choice is the models' own: built and compiled in one process, in either order,
+  each keeps its kernels (no process-global switch, no shared jit cache entry)."""
+  images = _random((2, 16, 16, 3), 14)
+  forward = nnx.jit(lambda model, x: model(x)[0])
+  outputs = {}
+  for impl in ("onednn", "xla", "onednn"):
+    model = get_model("standard_cnn", image_size=16, filters=2, hidden_dim=8, conv_impl=impl)
+    model.eval()
+    calls = str(jax.make_jaxpr(lambda x: model(x)[0])(images)).count("ffi_call")
+    assert calls == (4 if impl == "onednn" else 0), impl
+    outputs.setdefault(impl, np.asarray(forward(model, images)))
+  assert rel_err(outputs["xla"], outputs["onednn"]) < RTOL
 
 
 @pytest.mark.parametrize("name,kwargs", TINY_MODELS)
@@ -100,10 +114,11 @@ def test_asking_for_onednn_where_it_is_missing_says_why(monkeypatch):
   monkeypatch.setattr(onednn, "available", lambda: False)
   monkeypatch.setattr(onednn, "unavailable_reason", lambda: "no oneDNN here")
   x, w = _random((2, 8, 8, 3), 10), _random((3, 3, 3, 4), 11)
-  with pytest.raises(onednn.OnednnUnavailable, match="no oneDNN here.*FACEBIAS_CONV_IMPL"):
-    conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
-  conv.set_conv_impl("auto")  # Falls back to XLA's convolutions.
-  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
+  with pytest.raises(onednn.OnednnUnavailable, match="no oneDNN here.*conv_impl='auto'"):
+    ONEDNN(x, w, (1, 1), "SAME", dimension_numbers=DN)
+  # "auto" falls back to XLA's convolutions.
+  fn = lambda x, w: conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN,
+                                                   impl="auto")
   assert _ffi_calls(fn, x, w) == 0
 
 
@@ -133,7 +148,7 @@ def test_unwritable_cache_dir_names_the_override(monkeypatch, tmp_path):
 
 
 def test_asking_for_onednn_off_the_cpu_is_a_clear_error(monkeypatch):
-  monkeypatch.setattr(conv.jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(onednn.jax, "default_backend", lambda: "gpu")
   x, w = _random((2, 8, 8, 3), 12), _random((3, 3, 3, 4), 13)
   with pytest.raises(ValueError, match="CPU backend only.*'gpu'"):
-    conv.fast_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
+    ONEDNN(x, w, (1, 1), "SAME", dimension_numbers=DN)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from facebias_jax.data import pipeline
+from facebias_jax import imaging
+from facebias_jax.data import pipeline, sources
 import train_testlib
 
 NAME = "facebias_synthetic_faces/tiny_pipe16"
@@ -24,7 +25,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def source(data_dir):
   # Read back by name from files, as another process would.
-  return pipeline.load_source(NAME, split="train", data_dir=data_dir, prepare=False)
+  return sources.load_source(NAME, split="train", data_dir=data_dir, prepare=False)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_values_and_normalisation(source, records):
     assert unit["label"][row] == records[i]["label"]
     assert unit["attributes"]["skin_type"][row] == records[i]["skin_type"]
   net = _run(source, order, batch_size=4, train=False, normalize="imagenet")[0]
-  expected = (unit["image"] - pipeline.IMAGENET_MEAN) / pipeline.IMAGENET_STD
+  expected = (unit["image"] - imaging.IMAGENET_MEAN) / imaging.IMAGENET_STD
   np.testing.assert_allclose(net["image"], expected, atol=1e-5)
 
 
@@ -147,41 +148,41 @@ def test_default_process_is_jax_process(source):
 
 
 def test_read_attributes_equal_records_and_are_cached(source, records, data_dir):
-  attributes = pipeline.read_attributes(source)
+  attributes = sources.read_attributes(source)
   assert "label" not in attributes and {"Male", "Young", "skin_type", "is_face"} <= set(attributes)
   for name, values in attributes.items():
     assert values.dtype == np.int32
     np.testing.assert_array_equal(values, [r[name] for r in records])
-  np.testing.assert_array_equal(pipeline.read_column(source, "label"),
+  np.testing.assert_array_equal(sources.read_column(source, "label"),
                                 [r["label"] for r in records])
   cache = os.path.join(source.dataset_info.data_dir, "columns-train.npz")
   assert os.path.exists(cache)
-  pipeline._columns_cache.clear()  # pylint: disable=protected-access
-  np.testing.assert_array_equal(pipeline.read_attributes(source)["Male"], attributes["Male"])
+  sources._columns_cache.clear()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(sources.read_attributes(source)["Male"], attributes["Male"])
   with pytest.raises(KeyError, match="'image' is not an integer scalar feature"):
-    pipeline.read_column(source, "image")
+    sources.read_column(source, "image")
 
 
 def test_in_memory_sources_work(records):
   small = [dict(r) for r in records[:6]]
   batch = _run(small, [5, 1], batch_size=2, train=False)[0]
   np.testing.assert_allclose(batch["image"][0], records[5]["image"] / 255.0, atol=1e-6)
-  np.testing.assert_array_equal(pipeline.read_column(small, "Male"), [r["Male"] for r in small])
-  images = pipeline.read_images(small, [3])
+  np.testing.assert_array_equal(sources.read_column(small, "Male"), [r["Male"] for r in small])
+  images = sources.read_images(small, [3])
   np.testing.assert_array_equal(images[0], records[3]["image"])
 
 
 def test_load_source_errors(data_dir, tmp_path):
   with pytest.raises(FileNotFoundError) as e:
-    pipeline.load_source("facebias_synthetic_faces/sex_64", split="train",
+    sources.load_source("facebias_synthetic_faces/sex_64", split="train",
                          data_dir=str(tmp_path), prepare=False)
   message = str(e.value)
   assert "facebias_synthetic_faces/sex_64" in message and str(tmp_path) in message
   assert "prepare=True" in message
   with pytest.raises(ValueError, match="facebias_synthetic_faces"):
-    pipeline.load_source("no_such_dataset_xyz/abc", split="train", data_dir=str(tmp_path))
+    sources.load_source("no_such_dataset_xyz/abc", split="train", data_dir=str(tmp_path))
   with pytest.raises(ValueError, match="no split 'dev'.*'train'"):
-    pipeline.load_source(NAME, split="dev", data_dir=data_dir, prepare=False)
+    sources.load_source(NAME, split="dev", data_dir=data_dir, prepare=False)
 
 
 def test_bad_arguments(source):
@@ -218,19 +219,19 @@ class FacebiasPipelineManualProbe(tfds.core.GeneratorBasedBuilder):
 def test_manual_dataset_errors_show_instructions(tmp_path):
   name = "facebias_pipeline_manual_probe"
   with pytest.raises(FileNotFoundError, match="Put probe.txt into manual_dir"):
-    pipeline.load_source(name, split="train", data_dir=str(tmp_path), prepare=False)
+    sources.load_source(name, split="train", data_dir=str(tmp_path), prepare=False)
   with pytest.raises(FileNotFoundError, match="(?s)does not exist.*Put probe.txt"):
-    pipeline.load_source(name, split="train", data_dir=str(tmp_path),
+    sources.load_source(name, split="train", data_dir=str(tmp_path),
                          manual_dir=str(tmp_path / "missing"))
   (tmp_path / "manual").mkdir()
   with pytest.raises(FileNotFoundError, match="(?s)does not exist or is empty.*Put probe.txt"):
-    pipeline.load_source(name, split="train", data_dir=str(tmp_path),
+    sources.load_source(name, split="train", data_dir=str(tmp_path),
                          manual_dir=str(tmp_path / "manual"))
   (tmp_path / "manual" / "other.txt").write_text("not the file")
   with pytest.raises(FileNotFoundError, match="(?s)probe.txt is missing.*Put probe.txt"):
-    pipeline.load_source(name, split="train", data_dir=str(tmp_path),
+    sources.load_source(name, split="train", data_dir=str(tmp_path),
                          manual_dir=str(tmp_path / "manual"))
   (tmp_path / "manual" / "probe.txt").write_text("ok")
-  source = pipeline.load_source(name, split="train", data_dir=str(tmp_path),
+  source = sources.load_source(name, split="train", data_dir=str(tmp_path),
                                 manual_dir=str(tmp_path / "manual"))
-  assert pipeline.read_column(source, "label").tolist() == [1]
+  assert sources.read_column(source, "label").tolist() == [1]

@@ -1,4 +1,4 @@
-"""Tests of facebias_jax.models.pooling: max_pool equals nnx.max_pool, values and gradients."""
+"""Tests of facebias_jax.ops.pooling: max_pool equals nnx.max_pool, values and gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facebias_jax.models import get_model, pooling
+from facebias_jax.models import get_model
+from facebias_jax.ops import pooling
 
 
 @pytest.mark.parametrize("shape,window,strides,padding", [

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from facebias_jax.eval import metrics, report
+from facebias_jax.eval import metrics, plots, report
 
 _GROUPS = ("darker_female", "darker_male", "lighter_female", "lighter_male")
 
@@ -125,12 +125,12 @@ def test_plot_training_curves_tolerates_missing_keys(tmp_path):
   lines = [{"step": s, "train/loss": 1.0 / (s + 1)} for s in range(0, 50, 5)]
   lines += [{"step": 50, "eval/accuracy": 0.8}, {"step": 55, "note": "x"}]
   path.write_text("\n".join(json.dumps(l) for l in lines) + "\n{\"step\": 60, \"train/lo")
-  out = report.plot_training_curves(str(tmp_path), str(tmp_path / "curves.png"))
+  out = plots.plot_training_curves(str(tmp_path), str(tmp_path / "curves.png"))
   assert _png_ok(out)
-  report.plot_training_curves({"a": str(path), "b": str(path)}, str(tmp_path / "two.png"))
+  plots.plot_training_curves({"a": str(path), "b": str(path)}, str(tmp_path / "two.png"))
   (tmp_path / "empty.jsonl").write_text(json.dumps({"step": 1, "lr": 0.1}) + "\n")
   with pytest.raises(ValueError, match="No loss or accuracy"):
-    report.plot_training_curves(str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png"))
+    plots.plot_training_curves(str(tmp_path / "empty.jsonl"), str(tmp_path / "x.png"))
 
 
 def test_plot_latent_histograms_and_extremes(tmp_path):
@@ -138,13 +138,13 @@ def test_plot_latent_histograms_and_extremes(tmp_path):
   mu = rng.normal(size=(200, 5))
   hists = [np.histogram(mu[:, d], bins=8, density=True) for d in range(5)]
   dens, edges = np.stack([h[0] for h in hists]), np.stack([h[1] for h in hists])
-  assert _png_ok(report.plot_latent_histograms((dens, edges), str(tmp_path / "h.png")))
-  assert _png_ok(report.plot_latent_histograms((edges, dens), str(tmp_path / "h2.png"), max_dims=2))
+  assert _png_ok(plots.plot_latent_histograms((dens, edges), str(tmp_path / "h.png")))
+  assert _png_ok(plots.plot_latent_histograms((edges, dens), str(tmp_path / "h2.png"), max_dims=2))
   with pytest.raises(ValueError, match="bins\\+1"):
-    report.plot_latent_histograms((dens, dens), str(tmp_path / "bad.png"))
+    plots.plot_latent_histograms((dens, dens), str(tmp_path / "bad.png"))
   low = rng.random((4, 16, 16, 3)).astype(np.float32)
   high = rng.integers(0, 255, (3, 16, 16, 3)).astype(np.uint8)
-  assert _png_ok(report.plot_extreme_samples(low, high, str(tmp_path / "e.png"),
+  assert _png_ok(plots.plot_extreme_samples(low, high, str(tmp_path / "e.png"),
                                              probs_low=[1e-4] * 4, probs_high=[0.1] * 3))
   with pytest.raises(ValueError, match="one image size"):
-    report.plot_extreme_samples(low, high[:, :8], str(tmp_path / "bad.png"))
+    plots.plot_extreme_samples(low, high[:, :8], str(tmp_path / "bad.png"))

@@ -11,7 +11,9 @@ import pytest
 from flax import nnx
 
 from facebias_jax.models import get_model
-from facebias_jax.train import checkpoint, loop, steps
+from facebias_jax import runs
+from facebias_jax.train import config as config_lib
+from facebias_jax.train import loop, plan, steps
 import train_testlib
 
 
@@ -72,7 +74,7 @@ def test_classifier_run_writes_outputs_and_load_model(data_dir, tmp_path):
     records = [json.loads(line) for line in f]
   assert [r["step"] for r in records] == [2, 4, 6, 8]
   assert all(np.isfinite(r["loss"]) for r in records)
-  model, saved = checkpoint.load_model(workdir)
+  model, saved = runs.load_model(workdir)
   assert saved.model.name == "standard_cnn"
   logits, _ = model(jnp.zeros((2, 16, 16, 3)))
   assert logits.shape == (2, 1)
@@ -83,12 +85,12 @@ def test_classifier_run_writes_outputs_and_load_model(data_dir, tmp_path):
                              report["metrics"]["overall"]["accuracy"])
   # A run with a different learning rate is another experiment: refused.
   config.train.learning_rate = 1e-2
-  with pytest.raises(checkpoint.ConfigMismatchError, match="train.learning_rate"):
+  with pytest.raises(runs.ConfigMismatchError, match="train.learning_rate"):
     loop.train_and_evaluate(config, workdir)
   # Bookkeeping fields may change.
   config.train.learning_rate = 5e-4
   config.train.log_every_steps = 3
-  checkpoint.check_or_write_config(config, workdir)
+  runs.check_or_write_config(config, workdir)
 
 
 def test_dbvae_run_with_debiased_sampling(data_dir, tmp_path):
@@ -105,7 +107,7 @@ def test_dbvae_run_with_debiased_sampling(data_dir, tmp_path):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     last = [json.loads(line) for line in f][-1]
   assert {"kl", "recon", "class_loss", "vae_loss"} <= set(last)
-  model, _ = checkpoint.load_model(workdir)
+  model, _ = runs.load_model(workdir)
   logits, aux = model(jnp.zeros((2, 16, 16, 3)))
   assert aux["mu"].shape == (2, 4)
 
@@ -128,7 +130,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
   with pytest.raises(loop.NonFiniteLossError, match=r"at step 3 .*last good checkpoint is step 2"):
     loop.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
-  model, _ = checkpoint.load_model(workdir)
+  model, _ = runs.load_model(workdir)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(nnx.state(model)))
   # An infinite learning rate makes the parameters non-finite at the first update:
   # stopped there, with nothing checkpointed.
@@ -141,7 +143,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
 
 def test_validate_config_errors(data_dir):
   config = train_testlib.tiny_config("cnn", data_dir)
-  loop.validate_config(config, num_devices=4)
+  config_lib.validate_config(config, num_devices=4)
   cases = [("train.sampling", "bogus", "sampling='bogus' is not one of"),
            ("model.name", "vgg", "config.model.name='vgg'"),
            ("train.batch_size", 0, "batch_size must be positive"),
@@ -152,9 +154,9 @@ def test_validate_config_errors(data_dir):
     section, key = field.split(".")
     bad[section][key] = value
     with pytest.raises(ValueError, match=message):
-      loop.validate_config(bad, num_devices=1)
+      config_lib.validate_config(bad, num_devices=1)
   with pytest.raises(ValueError, match="batch_size=8 does not divide across 3 devices"):
-    loop.validate_config(config, num_devices=3)
+    config_lib.validate_config(config, num_devices=3)
 
 
 def test_balanced_epoch_plan_equalises_groups(data_dir):
@@ -164,16 +166,16 @@ def test_balanced_epoch_plan_equalises_groups(data_dir):
   n = 60
   attributes = {"skin_type": rng.choice([1, 2, 5], size=n), "Male": rng.integers(0, 2, n)}
   data = types.SimpleNamespace(attributes=attributes, size=n)
-  plan = loop.epoch_plan(config, data, epoch=0)
-  assert plan.size == loop.epoch_length(config, data)
+  indices = plan.epoch_plan(config, data, epoch=0)
+  assert indices.size == plan.epoch_length(config, data)
   from facebias_jax.data import groups
-  _, counts = np.unique(groups.assign_groups(attributes, "skin,Male")[plan], return_counts=True)
+  _, counts = np.unique(groups.assign_groups(attributes, "skin,Male")[indices], return_counts=True)
   assert len(set(counts.tolist())) == 1
 
 
 def test_load_model_missing_paths(tmp_path):
   with pytest.raises(FileNotFoundError, match="train"):
-    checkpoint.load_model(str(tmp_path / "nowhere"))
+    runs.load_model(str(tmp_path / "nowhere"))
   (tmp_path / "empty").mkdir()
   with pytest.raises(FileNotFoundError, match="config.json"):
-    checkpoint.load_model(str(tmp_path / "empty"))
+    runs.load_model(str(tmp_path / "empty"))

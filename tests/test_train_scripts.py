@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import train_testlib
-from facebias_jax.train import loop
+from facebias_jax.train import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_FLAGFILES = ("cnn_synthetic", "dbvae_synthetic", "resnet18_synthetic_sex",
@@ -108,7 +108,7 @@ def _load_config(path):
 @pytest.mark.parametrize("name", TRAIN_FLAGFILES)
 def test_flagfiles_parse_and_validate(name):
   config = _load_config(os.path.join(ROOT, "experiments", "flags", f"{name}.flags"))
-  loop.validate_config(config, num_devices=1)
+  config_lib.validate_config(config, num_devices=1)
   assert config.data.name.startswith("facebias_")
   if "balanced" in name:
     assert config.train.sampling == "balanced"

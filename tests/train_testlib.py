@@ -22,13 +22,13 @@ def prepare_tiny_dataset(data_dir: str, *, name: str = TINY_NAME, task: str = "f
   Shared by every test that needs prepared data (pipeline, analysis, training,
   evaluation), so they all read it the way real runs read the default benchmark.
   """
-  from facebias_jax.data import pipeline
+  from facebias_jax.data import sources
   from facebias_jax.data.builders.synthetic_faces import SyntheticFacesConfig
 
   config = SyntheticFacesConfig(name=name, task=task, image_size=TINY_SIZE,
                                 sizes={"train": train, "validation": validation, "test": test},
                                 chunk_size=64, num_workers=1)
-  pipeline.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
+  sources.load_source("facebias_synthetic_faces", split="train", data_dir=data_dir,
                        builder_kwargs={"config": config})
   return f"facebias_synthetic_faces/{name}"
 
@@ -56,4 +56,14 @@ def tiny_config(kind: str, data_dir: str, name: str = f"facebias_synthetic_faces
   config.eval.batch_size = 16
   for key, value in train_overrides.items():
     config.train[key] = value
+  return config
+
+
+def multidevice_config(data_dir: str) -> ml_collections.ConfigDict:
+  """The DB-VAE run that 1 and 4 devices (or 2 processes) must train alike: SGD with
+  momentum (see test_multidevice.py for why not Adam), plain XLA convolutions on every
+  side (oneDNN runs on one device only, and kernels are not what is compared)."""
+  config = tiny_config("dbvae", data_dir, max_steps=6, optimizer="sgd", learning_rate=0.05)
+  config.model.conv_impl = "xla"
+  config.eval.at_end = False
   return config

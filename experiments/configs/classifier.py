@@ -27,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.num_classes = 1
   config.model.filters = 12       # standard CNN: the lab's 12-24-48-72 channels.
   config.model.hidden_dim = 512
+  # Convolution kernels (facebias_jax.ops.conv): "auto" (oneDNN on one CPU device, else
+  # XLA's), "onednn", "fast" or "xla"; values and checkpoints do not depend on it.
+  config.model.conv_impl = "auto"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "facebias_synthetic_faces/faces_vs_nonfaces_64"
@@ -44,11 +47,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 32
   config.train.num_epochs = 2
   config.train.max_steps = 0        # > 0 overrides num_epochs.
+  config.train.optimizer = "adam"     # "adam" (AdamW if weight_decay), "adamw" or "sgd".
   config.train.learning_rate = 5e-4
   config.train.schedule = "constant"  # or "warmup_cosine".
   config.train.warmup_steps = 0
   config.train.grad_clip_norm = 0.0
   config.train.weight_decay = 0.0
+  config.train.momentum = 0.9         # sgd only.
+  config.train.nesterov = False       # sgd only.
   config.train.sampling = "uniform"   # "uniform" | "balanced" | "dbvae".
   config.train.balance_groups = "skin,Male"
   config.train.balance_mode = "oversample"  # or "undersample".

@@ -18,9 +18,11 @@ from experiments.configs import classifier
 def get_config() -> ml_collections.ConfigDict:
   """The default DB-VAE config (see the module docstring)."""
   config = classifier.get_config()
+  conv_impl = config.model.conv_impl
   config.model = ml_collections.ConfigDict()
   config.model.name = "dbvae"
   config.model.num_classes = 1
+  config.model.conv_impl = conv_impl
   config.model.latent_dim = 100
   config.model.filters = 12
   config.model.hidden_dim = 512

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from facebias_jax.cam import faithfulness
-from facebias_jax.cam.methods import normalize
+from facebias_jax.cam.render import normalize
 
 
 class GroupMaps(NamedTuple):

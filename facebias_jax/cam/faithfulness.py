@@ -16,16 +16,15 @@ is untouched); probabilities and targets follow :mod:`facebias_jax.cam.methods`.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from facebias_jax.cam import methods
+from facebias_jax import models
+from facebias_jax.cam import compute, methods, render
 
 BASELINES = ("blur", "zero")
 
@@ -73,19 +72,12 @@ def baseline_images(images: Any, baseline: str | float = "blur", *,
 
 def _probabilities(model, images, targets):
   """Target probabilities, resolved targets and the logits (whose shape gives K)."""
-  logits = model.logits_from_feature_map(model.feature_map(images))
+  logits = models.logits(model, images)
   targets = methods.resolve_targets(logits, targets)
   return methods.target_probabilities(logits, targets), targets, logits
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _probabilities_jit(graphdef, state, images, targets):
-  return _probabilities(methods.merge_eval(graphdef, state), images, targets)
-
-
-@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("steps", "mode", "step_batch"))
-def _curves_jit(graphdef, state, images, baseline, maps, targets, *, steps, mode, step_batch):
-  model = methods.merge_eval(graphdef, state)
+def _curves(model, images, baseline, maps, targets, *, steps, mode, step_batch):
   _, targets, logits = _probabilities(model, images, targets)
   b, h, w = maps.shape
   # Rank of every pixel in decreasing map order (0 = most salient); stable for ties.
@@ -128,15 +120,14 @@ def perturbation_curve(model: Any, images: Any, maps: Any, target: Any = None, *
     raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
   if int(steps) < 1:
     raise ValueError(f"steps must be >= 1, got {steps}")
-  images = np.asarray(methods.as_model_images(images))
+  images = np.asarray(compute.as_model_images(images))
   maps = _resized_maps(maps, len(images), images.shape[1:3])
-  targets = methods.as_targets(target, len(images))
+  targets = compute.as_targets(target, len(images))
   base = baseline_images(images, baseline, blur_sigma=blur_sigma)
-  graphdef, state = nnx.split(model)
-  curves, used, logits = _curves_jit(graphdef, state, images, base, maps, targets,
-                                     steps=int(steps), mode=mode,
-                                     step_batch=max(1, int(step_batch)))
-  methods.check_targets_fit(targets, logits.shape[-1])
+  curves_fn = models.eval_fn(model, _curves, steps=int(steps), mode=mode,
+                             step_batch=max(1, int(step_batch)))
+  curves, used, logits = curves_fn(images, base, maps, targets)
+  compute.check_targets_fit(targets, logits.shape[-1])
   curves = np.asarray(curves, np.float64)
   fractions = np.linspace(0.0, 1.0, int(steps) + 1)
   auc = np.trapezoid(curves, fractions, axis=-1)
@@ -172,13 +163,13 @@ def average_drop_increase(model: Any, images: Any, maps: Any, target: Any = None
     dict with ``average_drop`` and ``increase_in_confidence`` (percent), per-image
     ``drop`` ``[B]`` (fraction), ``increase`` bool ``[B]``, ``prob_full``, ``prob_masked``.
   """
-  images = np.asarray(methods.as_model_images(images))
-  maps = methods.normalize(_resized_maps(maps, len(images), images.shape[1:3]), "per_image")
-  targets = methods.as_targets(target, len(images))
-  graphdef, state = nnx.split(model)
-  full, used, logits = _probabilities_jit(graphdef, state, images, targets)
-  methods.check_targets_fit(targets, logits.shape[-1])
-  masked, _, _ = _probabilities_jit(graphdef, state, images * maps[..., None], used)
+  images = np.asarray(compute.as_model_images(images))
+  maps = render.normalize(_resized_maps(maps, len(images), images.shape[1:3]), "per_image")
+  targets = compute.as_targets(target, len(images))
+  probabilities = models.eval_fn(model, _probabilities)
+  full, used, logits = probabilities(images, targets)
+  compute.check_targets_fit(targets, logits.shape[-1])
+  masked, _, _ = probabilities(images * maps[..., None], used)
   full, masked = np.asarray(full, np.float64), np.asarray(masked, np.float64)
   drop = np.maximum(0.0, full - masked) / np.maximum(full, 1e-12)
   increase = masked > full

@@ -16,7 +16,7 @@ Conventions (documented once here, relied on by the tests):
   feature-map resolution (``compute(..., upsample=False)``).
 * **Raw maps.** ``compute`` returns un-normalised maps. Each method applies the ReLU
   its paper applies: ``cam`` and ``eigencam`` none (negative evidence is kept; use
-  :func:`normalize` or clip for display); ``gradcam``, ``gradcam++``, ``hirescam``,
+  ``cam.normalize`` or clip for display); ``gradcam``, ``gradcam++``, ``hirescam``,
   ``xgradcam``, ``layercam`` and ``scorecam`` a final ReLU.
 * **Eval mode.** ``compute`` runs a copy of the model in eval mode (BatchNorm running
   statistics, no dropout) and never changes the caller's model or its mode, so a map
@@ -24,17 +24,19 @@ Conventions (documented once here, relied on by the tests):
 
 For a GAP + linear head the gradient is ``w[:, k] / (h * w)`` at every pixel, hence
 ``gradcam == hirescam == xgradcam == relu(cam) / (h * w)`` there.
+
+``maps_from_model`` is what the compiled entry points of ``cam.compute`` run on an
+eval-mode model; ``cam.render`` scales maps for display (``normalize``).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import nnx
+
+from facebias_jax import models
 
 # Guards divisions by sums of activations/gradients (values of the reference code,
 # pytorch-grad-cam, so maps agree with it).
@@ -232,19 +234,6 @@ def check_method(method: str) -> str:
 # ------------------------------------------------------------------ model-level maps
 
 
-def merge_eval(graphdef: nnx.GraphDef, state: nnx.State) -> nnx.Module:
-  """Rebuilds a model from ``nnx.split`` parts, in eval mode (a copy: caller untouched)."""
-  model = nnx.merge(graphdef, state)
-  model.eval()
-  return model
-
-
-def _model_logits(model: Any, images: jnp.ndarray) -> jnp.ndarray:
-  # feature_map -> logits_from_feature_map equals model(images)[0] by contract, and
-  # works for the DB-VAE without running its decoder.
-  return model.logits_from_feature_map(model.feature_map(images))
-
-
 def linear_head_of(model: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
   """``model.linear_head()``, with an error that names the fix when CAM cannot apply."""
   head = getattr(model, "linear_head", None)
@@ -316,7 +305,7 @@ def scorecam_maps(model: Any, images: jnp.ndarray, fmap_bhwc: jnp.ndarray,
     hi = up.max(axis=(2, 3), keepdims=True)
     masks = jnp.where(hi > lo, (up - lo) / jnp.where(hi > lo, hi - lo, 1.0), 0.0)
     masked = (images[None] * masks[..., None]).reshape(chunk * b, height, width, -1)
-    probs = target_probabilities(_model_logits(model, masked), tiled_targets)
+    probs = target_probabilities(models.logits(model, masked), tiled_targets)
     return probs.reshape(chunk, b)
 
   scores = jax.lax.map(chunk_scores, chunks).reshape(n_chunks * chunk, b)[:c].T
@@ -359,201 +348,3 @@ def maps_from_model(model: Any, images: jnp.ndarray, targets: jnp.ndarray, *, me
   if upsample and maps.shape[1:] != images.shape[1:3]:
     maps = jax.image.resize(maps, (maps.shape[0], *images.shape[1:3]), "bilinear")
   return maps, logits, targets
-
-
-def _pure_maps(graphdef, state, images, targets, *, method, upsample, chunk_size):
-  model = merge_eval(graphdef, state)
-  return maps_from_model(model, images, targets, method=method, upsample=upsample,
-                         chunk_size=chunk_size)
-
-
-# One compiled function per (model structure, method, options, shapes): jax.jit's cache
-# is keyed on the static graphdef, so repeated calls with the same model reuse it.
-_pure_maps_jit = jax.jit(_pure_maps, static_argnums=(0,),
-                         static_argnames=("method", "upsample", "chunk_size"))
-
-
-# ------------------------------------------------------------------------ public API
-
-
-def as_model_images(images: Any) -> np.ndarray | jax.Array:
-  """Validates model inputs: float ``[B, H, W, C]`` (a single ``[H, W, C]`` is batched)."""
-  arr = images if isinstance(images, jax.Array) else np.asarray(images)
-  if arr.ndim == 3:
-    arr = arr[None]
-  if arr.ndim != 4:
-    raise ValueError(f"images must be [B, H, W, C] (or one [H, W, C]), got shape {arr.shape}")
-  if not jnp.issubdtype(arr.dtype, jnp.floating):
-    raise ValueError(f"images must be float model inputs, got dtype {arr.dtype}: convert "
-                     "uint8 pixels the way the model was trained (e.g. images / 255.0).")
-  return arr.astype(jnp.float32)
-
-
-def as_targets(target: Any, batch: int) -> np.ndarray:
-  """``None`` -> all ``-1`` (predicted class); an int or ``[B]`` ints -> int32 ``[B]``."""
-  if target is None:
-    return np.full((batch,), -1, np.int32)
-  arr = np.asarray(target)
-  if not np.issubdtype(arr.dtype, np.integer):
-    raise ValueError(f"target must be an int class index or [B] ints, got dtype {arr.dtype}")
-  if arr.ndim == 0:
-    arr = np.full((batch,), int(arr))
-  if arr.shape != (batch,):
-    raise ValueError(f"target must be one int or one per image ({batch}), got shape {arr.shape}")
-  if (arr < 0).any():
-    raise ValueError(f"target must be >= 0 (class indices), got {arr.min()}")
-  return arr.astype(np.int32)
-
-
-def check_targets_fit(targets: np.ndarray, num_logits: int) -> None:
-  """Raises ValueError when targets do not index the model's ``num_logits`` outputs."""
-  valid = 2 if num_logits == 1 else num_logits
-  if (targets >= valid).any():
-    hint = ("single-logit binary model: use 1 (positive class) or 0 (negative class)"
-            if num_logits == 1 else f"model has {num_logits} classes")
-    raise ValueError(f"target {int(targets.max())} out of range: {hint}.")
-
-
-def _batched(fn: Callable[[np.ndarray, np.ndarray], tuple], images: np.ndarray,
-             targets: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
-  """Runs ``fn`` over fixed-size batches (last one edge-padded: one compilation)."""
-  n = len(images)
-  size = n if not batch_size else int(batch_size)
-  if size <= 0:
-    raise ValueError(f"batch_size must be positive, got {batch_size}")
-  outputs = []
-  for start in range(0, n, size):
-    img, tgt = images[start:start + size], targets[start:start + size]
-    real = len(img)
-    if real < size and n > size:
-      img = np.pad(np.asarray(img), [(0, size - real)] + [(0, 0)] * 3, mode="edge")
-      tgt = np.pad(tgt, (0, size - real), mode="edge")
-    outputs.append([np.asarray(o)[:real] for o in fn(img, tgt)])
-  return [np.concatenate(parts) for parts in zip(*outputs)]
-
-
-def compute_fn(model: Any, method: str = "cam", *, batch_size: int | None = None,
-               upsample: bool = True, chunk_size: int = 32, jit: bool = True,
-               return_targets: bool = False) -> Callable[..., Any]:
-  """:func:`compute` with the model split once, for repeated calls (video, demos).
-
-  ``nnx.split`` walks the whole module graph (tens of ms for a ResNet on a small
-  CPU); the returned function skips that. It sees in-place weight updates (optimizer
-  steps, ``nnx.update``, checkpoint restores) because the split state holds the
-  model's own Variables, but not structural changes (replaced submodules or
-  Variables): call ``compute_fn`` again after those.
-
-  Args:
-    model, method, batch_size, upsample, chunk_size, jit, return_targets: as in
-      :func:`compute`.
-
-  Returns:
-    ``fn(images, target=None)`` returning what :func:`compute` returns.
-  """
-  method = check_method(method)
-  graphdef, state = nnx.split(model)
-  pure = _pure_maps_jit if jit else _pure_maps
-  run = functools.partial(pure, graphdef, state, method=method, upsample=bool(upsample),
-                          chunk_size=int(chunk_size))
-
-  def fn(images: Any, target: Any = None):
-    images = as_model_images(images)
-    targets = as_targets(target, len(images))
-    maps, logits, used = _batched(run, images, targets, batch_size)
-    check_targets_fit(targets, logits.shape[-1])
-    maps = maps.astype(np.float32)
-    return (maps, used) if return_targets else maps
-
-  return fn
-
-
-def compute(model: Any, images: Any, method: str = "cam", target: Any = None, *,
-            batch_size: int | None = None, upsample: bool = True, chunk_size: int = 32,
-            jit: bool = True, return_targets: bool = False):
-  """Class activation maps for a batch of images.
-
-  Args:
-    model: a facebias_jax model (``feature_map``, ``logits_from_feature_map``, and
-      ``linear_head`` for ``method="cam"``). It is run as an eval-mode copy; the
-      caller's model and its train/eval mode are left unchanged.
-    images: float ``[B, H, W, 3]`` model inputs (normalised as in training).
-    method: one of ``cam``, ``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``,
-      ``layercam``, ``scorecam``, ``eigencam``.
-    target: ``None`` (predicted class), an int, or ``[B]`` ints. For single-logit binary
-      models ``1`` is the positive class and ``0`` the negative class.
-    batch_size: images per compiled call (``None``: the whole batch at once).
-    upsample: resize maps bilinearly to ``H x W``; ``False`` returns the feature-map
-      resolution.
-    chunk_size: Score-CAM channels per forward pass (memory bound).
-    jit: ``False`` runs the same function eagerly (debugging).
-    return_targets: also return the ``[B]`` targets used (resolved predictions).
-
-  Returns:
-    float32 ``[B, H, W]`` raw maps (see the module docstring for signs and ReLUs), or
-    ``(maps, targets)`` with ``return_targets``.
-  """
-  return compute_fn(model, method, batch_size=batch_size, upsample=upsample,
-                    chunk_size=chunk_size, jit=jit, return_targets=return_targets)(images, target)
-
-
-# --------------------------------------------------------------------- normalisation
-
-
-def normalization_range(maps: Any, *, percentile: float | None = None) -> tuple[float, float]:
-  """Shared ``(low, high)`` of a set of maps: min/max, or symmetric percentiles.
-
-  Args:
-    maps: any array of map values.
-    percentile: e.g. ``99`` uses the 1st and 99th percentiles (robust to hot pixels).
-
-  Returns:
-    ``(low, high)`` floats.
-  """
-  values = np.asarray(maps, np.float64)
-  if values.size == 0:
-    raise ValueError("normalization_range got no map values")
-  if percentile is None:
-    return float(values.min()), float(values.max())
-  if not 50.0 < percentile <= 100.0:
-    raise ValueError(f"percentile must be in (50, 100], got {percentile}")
-  return (float(np.percentile(values, 100.0 - percentile)),
-          float(np.percentile(values, percentile)))
-
-
-def normalize(maps: Any, mode: str = "per_image", *, percentile: float | None = None,
-              value_range: tuple[float, float] | None = None) -> np.ndarray:
-  """Scales maps to ``[0, 1]`` per image or with one range over the whole set.
-
-  ``per_image`` shows where each image's map is high; ``global`` keeps magnitudes
-  comparable across images and groups (pass ``value_range`` to reuse a range computed
-  on another set, e.g. all groups together). Constant maps become all zeros.
-
-  Args:
-    maps: ``[H, W]`` or ``[B, H, W]`` maps.
-    mode: ``"per_image"`` or ``"global"``.
-    percentile: robust range (see :func:`normalization_range`); values outside are
-      clipped.
-    value_range: explicit ``(low, high)`` for ``mode="global"``.
-
-  Returns:
-    float32 maps of the input shape, in ``[0, 1]``.
-  """
-  arr = np.asarray(maps, np.float32)
-  if arr.ndim not in (2, 3):
-    raise ValueError(f"normalize expects [H, W] or [B, H, W] maps, got shape {arr.shape}")
-  batched = arr if arr.ndim == 3 else arr[None]
-  if mode == "per_image":
-    if value_range is not None:
-      raise ValueError("value_range applies to mode='global' only")
-    ranges = [normalization_range(m, percentile=percentile) for m in batched]
-    lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
-    hi = np.array([r[1] for r in ranges], np.float32)[:, None, None]
-  elif mode == "global":
-    low, high = value_range or normalization_range(batched, percentile=percentile)
-    lo, hi = np.float32(low), np.float32(high)
-  else:
-    raise ValueError(f"Unknown normalisation mode {mode!r}; use 'per_image' or 'global'")
-  span = hi - lo
-  safe = np.where(span > 0, span, 1.0)
-  out = np.where(span > 0, np.clip((batched - lo) / safe, 0.0, 1.0), 0.0).astype(np.float32)
-  return out if arr.ndim == 3 else out[0]

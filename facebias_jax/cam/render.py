@@ -1,4 +1,4 @@
-"""Drawing class activation maps: colour heatmaps, overlays, labelled grids, files.
+"""Drawing class activation maps: scaling to [0, 1], colour heatmaps, overlays, grids, files.
 
 Images are RGB ``uint8`` (library convention); OpenCV's BGR order stays inside the
 colormap call. Grids use :func:`facebias_jax.imaging.tile_grid` and files
@@ -15,7 +15,66 @@ import cv2
 import numpy as np
 
 from facebias_jax import imaging
-from facebias_jax.cam.methods import normalization_range, normalize as normalize_maps
+
+
+def normalization_range(maps: Any, *, percentile: float | None = None) -> tuple[float, float]:
+  """Shared ``(low, high)`` of a set of maps: min/max, or symmetric percentiles.
+
+  Args:
+    maps: any array of map values.
+    percentile: e.g. ``99`` uses the 1st and 99th percentiles (robust to hot pixels).
+
+  Returns:
+    ``(low, high)`` floats.
+  """
+  values = np.asarray(maps, np.float64)
+  if values.size == 0:
+    raise ValueError("normalization_range got no map values")
+  if percentile is None:
+    return float(values.min()), float(values.max())
+  if not 50.0 < percentile <= 100.0:
+    raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+  return (float(np.percentile(values, 100.0 - percentile)),
+          float(np.percentile(values, percentile)))
+
+
+def normalize(maps: Any, mode: str = "per_image", *, percentile: float | None = None,
+              value_range: tuple[float, float] | None = None) -> np.ndarray:
+  """Scales maps to ``[0, 1]`` per image or with one range over the whole set.
+
+  ``per_image`` shows where each image's map is high; ``global`` keeps magnitudes
+  comparable across images and groups (pass ``value_range`` to reuse a range computed
+  on another set, e.g. all groups together). Constant maps become all zeros.
+
+  Args:
+    maps: ``[H, W]`` or ``[B, H, W]`` maps.
+    mode: ``"per_image"`` or ``"global"``.
+    percentile: robust range (see :func:`normalization_range`); values outside are
+      clipped.
+    value_range: explicit ``(low, high)`` for ``mode="global"``.
+
+  Returns:
+    float32 maps of the input shape, in ``[0, 1]``.
+  """
+  arr = np.asarray(maps, np.float32)
+  if arr.ndim not in (2, 3):
+    raise ValueError(f"normalize expects [H, W] or [B, H, W] maps, got shape {arr.shape}")
+  batched = arr if arr.ndim == 3 else arr[None]
+  if mode == "per_image":
+    if value_range is not None:
+      raise ValueError("value_range applies to mode='global' only")
+    ranges = [normalization_range(m, percentile=percentile) for m in batched]
+    lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
+    hi = np.array([r[1] for r in ranges], np.float32)[:, None, None]
+  elif mode == "global":
+    low, high = value_range or normalization_range(batched, percentile=percentile)
+    lo, hi = np.float32(low), np.float32(high)
+  else:
+    raise ValueError(f"Unknown normalisation mode {mode!r}; use 'per_image' or 'global'")
+  span = hi - lo
+  safe = np.where(span > 0, span, 1.0)
+  out = np.where(span > 0, np.clip((batched - lo) / safe, 0.0, 1.0), 0.0).astype(np.float32)
+  return out if arr.ndim == 3 else out[0]
 
 
 def as_uint8_image(image: Any) -> np.ndarray:
@@ -33,15 +92,15 @@ def as_uint8_image(image: Any) -> np.ndarray:
                    f"[{arr.min()}, {arr.max()}]: undo the model's input normalisation first.")
 
 
-def _unit_map(cam: Any, size_hw: tuple[int, int] | None, normalize: bool) -> np.ndarray:
+def _unit_map(cam: Any, size_hw: tuple[int, int] | None, per_image: bool) -> np.ndarray:
   """A single map resized to ``size_hw`` and scaled to ``[0, 1]``."""
   m = np.asarray(cam, np.float32)
   if m.ndim != 2:
     raise ValueError(f"Expected one map [H, W], got shape {m.shape}")
   if size_hw is not None and m.shape != tuple(size_hw):
     m = cv2.resize(m, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
-  if normalize:
-    return normalize_maps(m, "per_image")
+  if per_image:
+    return normalize(m, "per_image")
   if not np.isfinite(m).all() or m.min() < 0.0 or m.max() > 1.0:
     raise ValueError(f"normalize=False needs map values in [0, 1], got [{m.min()}, {m.max()}]; "
                      "use normalize=True or cam.normalize(maps, 'global') first.")
@@ -153,9 +212,9 @@ def group_mean_grid(means: Mapping[Any, np.ndarray], counts: Mapping[Any, int] |
   keys = list(means)
   stack = np.stack([np.asarray(means[k], np.float32) for k in keys])
   if shared_scale:
-    stack = normalize_maps(stack, "global", value_range=normalization_range(stack))
+    stack = normalize(stack, "global", value_range=normalization_range(stack))
   else:
-    stack = normalize_maps(stack, "per_image")
+    stack = normalize(stack, "per_image")
   if background is None:
     tiles = np.stack([heatmap(m, colormap=colormap, normalize=False) for m in stack])
   else:

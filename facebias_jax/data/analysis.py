@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any, Mapping, Sequence
 
 import cv2
+import ml_collections
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from facebias_jax import imaging
 from facebias_jax.data import groups as groups_lib
-from facebias_jax.data import pipeline
+from facebias_jax.data import sources
 
 UNKNOWN_VALUE = -1
 THUMB_SIZE = 96  # Grid tiles are resized to this side so any dataset tiles evenly.
@@ -89,7 +91,7 @@ def analyze(attributes: Mapping[str, np.ndarray], group_specs: Sequence[str], *,
   """Counts, fractions and imbalance tables of one split.
 
   Args:
-    attributes: name -> int ``[N]`` (e.g. ``pipeline.read_attributes(source)``).
+    attributes: name -> int ``[N]`` (e.g. ``sources.read_attributes(source)``).
     group_specs: group specs such as ``["skin,Male", "Male,Young"]``.
     labels: optional int ``[N]`` labels (adds label counts and per-group rates).
 
@@ -150,10 +152,6 @@ def to_markdown(result: Mapping[str, Any], *, title: str = "Dataset analysis") -
   return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "group"
-
-
 def sample_indices(group_names: np.ndarray, group: str, num: int, seed: int) -> np.ndarray:
   """Up to ``num`` example indices of ``group``, a seeded random pick, sorted."""
   members = np.flatnonzero(np.asarray(group_names) == group)
@@ -165,7 +163,7 @@ def sample_indices(group_names: np.ndarray, group: str, num: int, seed: int) -> 
 
 def _thumbnails(source, ids: np.ndarray) -> np.ndarray:
   thumbs = []
-  for image in pipeline.read_images(source, ids):
+  for image in sources.read_images(source, ids):
     interpolation = cv2.INTER_AREA if image.shape[0] > THUMB_SIZE else cv2.INTER_NEAREST
     thumbs.append(cv2.resize(image, (THUMB_SIZE, THUMB_SIZE), interpolation=interpolation))
   return np.stack(thumbs)
@@ -173,14 +171,13 @@ def _thumbnails(source, ids: np.ndarray) -> np.ndarray:
 
 def plot_group_shares(result: Mapping[str, Any], path: str) -> str:
   """One horizontal bar chart of group shares per spec, in one PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   specs = list(result["groups"].items())
   heights = [max(1.5, 0.35 * len(t["rows"]) + 0.8) for _, t in specs]
-  fig, axes = plt.subplots(len(specs), 1, figsize=(7, sum(heights)),
-                           gridspec_kw={"height_ratios": heights}, squeeze=False)
+  # The object API on an Agg canvas: no pyplot state, works headless, leaves a
+  # notebook's backend alone.
+  fig = Figure(figsize=(7, sum(heights)))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(len(specs), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
   for ax, (spec, table) in zip(axes[:, 0], specs):
     rows = table["rows"][::-1]  # Largest on top.
     shares = [100 * r["share"] for r in rows]
@@ -195,7 +192,6 @@ def plot_group_shares(result: Mapping[str, Any], path: str) -> str:
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
-  plt.close(fig)
   return path
 
 
@@ -206,7 +202,7 @@ def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset:
 
   Args:
     workdir: output directory (created).
-    source: a :func:`pipeline.load_source` source (or a sequence of record dicts).
+    source: a :func:`sources.load_source` source (or a sequence of record dicts).
     group_specs: e.g. ``["skin,Male", "Male,Young"]``.
     dataset: dataset name, recorded in the outputs.
     split: split name, recorded in the outputs.
@@ -221,8 +217,8 @@ def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset:
   if samples_per_group < 0:
     raise ValueError(f"samples_per_group must be >= 0, got {samples_per_group}.")
   os.makedirs(workdir, exist_ok=True)
-  attributes = pipeline.read_attributes(source, progress=True)
-  labels = pipeline.read_column(source, label_key)
+  attributes = sources.read_attributes(source, progress=True)
+  labels = sources.read_column(source, label_key)
   result = analyze(attributes, group_specs, labels=labels)
   result = {"dataset": dataset, "split": split, **result}
   files = {"json": os.path.join(workdir, "analysis.json"),
@@ -237,7 +233,8 @@ def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset:
         ids = sample_indices(group_names, row["group"], samples_per_group, seed)
         grid = imaging.tile_grid(_thumbnails(source, ids),
                                  [f"#{i}" for i in ids])
-        path = os.path.join(workdir, "samples", _slug(spec), f"{_slug(row['group'])}.png")
+        path = os.path.join(workdir, "samples", imaging.slug(spec, "group"),
+                            f"{imaging.slug(row['group'], 'group')}.png")
         imaging.save_image(path, grid)
         files["samples"].setdefault(spec, {})[row["group"]] = path
   result["files"] = files
@@ -249,28 +246,30 @@ def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset:
   return result
 
 
-def run_analysis(dataset: str, *, split: str, group_specs: Sequence[str], workdir: str,
-                 data_dir: str | None = None, manual_dir: str | None = None,
-                 prepare: bool = True, samples_per_group: int = 16, seed: int = 0,
-                 label_key: str = "label") -> dict[str, Any]:
-  """Loads ``dataset``/``split`` (preparing it if needed) and writes its analysis.
+def group_specs(text: str) -> list[str]:
+  """The group specs of ``config.groups``: ``"skin,Male;Male,Young"`` -> two specs."""
+  specs = [spec.strip() for spec in str(text or "").split(";") if spec.strip()]
+  if not specs or any(not part.strip() for spec in specs for part in spec.split(",")):
+    raise ValueError(f"--config.groups={text!r} needs group specs like 'skin,Male' (several "
+                     "separated by ';', e.g. 'skin,Male;Male,Young')")
+  return specs
+
+
+def run_analysis(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Loads ``config.dataset``/``config.split`` (preparing it if asked) and writes its analysis.
 
   Args:
-    dataset: TFDS name with config, e.g. ``"facebias_synthetic_faces/sex_64"``.
-    split: split to analyse.
-    group_specs: group specs, e.g. ``["skin,Male", "Male,Young"]``.
+    config: ``experiments/configs/analyze.py``'s ConfigDict, filled in.
     workdir: output directory.
-    data_dir: TFDS data directory.
-    manual_dir: raw files of manual-download datasets.
-    prepare: prepare the dataset when missing.
-    samples_per_group: images per group grid.
-    seed: sample seed.
-    label_key: integer feature reported as the label.
 
   Returns:
     The dict :func:`write_analysis` returns.
   """
-  source = pipeline.load_source(dataset, split=split, data_dir=data_dir,
-                                manual_dir=manual_dir, prepare=prepare)
-  return write_analysis(workdir, source, group_specs, dataset=dataset, split=split,
-                        samples_per_group=samples_per_group, seed=seed, label_key=label_key)
+  specs = group_specs(config.groups)
+  if int(config.samples_per_group) < 0:
+    raise ValueError(f"--config.samples_per_group must be >= 0, got {config.samples_per_group}")
+  source = sources.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
+                               manual_dir=config.manual_dir, prepare=bool(config.prepare))
+  return write_analysis(workdir, source, specs, dataset=config.dataset, split=config.split,
+                        samples_per_group=int(config.samples_per_group),
+                        seed=int(config.seed), label_key=config.label_key)

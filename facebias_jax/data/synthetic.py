@@ -39,6 +39,9 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
+from facebias_jax import imaging
+from facebias_jax.data import groups
+
 TASKS = ("faces_vs_nonfaces", "sex")
 
 DEFAULT_KNOBS: dict[str, Any] = {
@@ -924,9 +927,6 @@ def sample_grid(path: str | None = None, *, image_size: int = 64, per_group: int
   Returns:
     The grid as a uint8 RGB image.
   """
-  from facebias_jax import imaging  # Lazy: keeps `generate` importable without extras.
-  from facebias_jax.data import groups
-
   if per_group < 3:
     raise ValueError(f"sample_grid needs per_group >= 3 to caption each row, got {per_group}")
   # Balanced over skin x sex with half young: 16 x per_group leaves every group full.

@@ -1,22 +1,24 @@
 """Live demo: detect faces in camera / video / image frames, classify them, draw their CAM.
 
-Per frame: Haar-cascade boxes (:mod:`facebias_jax.demo.face_detect`) -> each box
-enlarged by a margin, cropped and resized to the model's input size -> one jit-compiled
-call classifies *all* faces of the frame together and computes their class activation
-maps (:func:`facebias_jax.cam.export.make_predictor`) -> each map is blended into its
-box (:func:`facebias_jax.cam.overlay`) with the predicted label and probability, and the
-frame rate is written in the corner.
+Per frame: face boxes (:mod:`facebias_jax.faces`) -> each box enlarged by a margin,
+cropped and resized to the model's input size -> one compiled call classifies *all*
+faces of the frame together and computes their class activation maps
+(:func:`facebias_jax.cam.predictor.make_predictor`) -> each map is blended into its box
+(:func:`facebias_jax.cam.overlay`) with the predicted label and probability, and the
+frame rate is written in the corner. Frames come from and go to ``demo.frames``.
 
 The number of faces varies from frame to frame; batches are padded to a power of two
 (up to ``max_faces``) so the model compiles once per bucket, not once per face count.
 
-Library images are RGB; frames stay BGR (OpenCV's order) in this module only, and are
+Library images are RGB; frames stay BGR (OpenCV's order) in the demo only, and are
 converted at the boundary with the model and with :func:`facebias_jax.cam.overlay`.
 
-Typical use (what ``experiments/webcam_demo.py`` runs)::
+Typical use (what ``experiments/webcam_demo.py`` runs; the defaults are
+``experiments/configs/demo.py``)::
 
-  summary = run(DemoOptions(checkpoint="workdirs/resnet18_sex", video="in.mp4",
-                            output="out.mp4", headless=True))
+  config = demo_config.get_config()
+  config.run, config.video, config.output, config.headless = "workdirs/r18", "in.mp4", "out.mp4", True
+  summary = run(config)
 """
 
 from __future__ import annotations
@@ -26,20 +28,18 @@ import functools
 import os
 import sys
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
+import ml_collections
 import numpy as np
 
-from facebias_jax.cam import export as cam_export
+from facebias_jax import faces, imaging, runs
 from facebias_jax.cam import methods as cam_methods
+from facebias_jax.cam import predictor as cam_predictor
 from facebias_jax.cam import render
-from facebias_jax.demo import face_detect
+from facebias_jax.demo import frames as frames_lib
 
-VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-# Cameras often report 0 fps; this is what the output video then uses.
-FALLBACK_FPS = 30.0
 # Weight of the newest frame in the displayed (exponentially smoothed) frame rate.
 FPS_SMOOTHING = 0.1
 STAGES = ("detect", "preprocess", "model", "draw")
@@ -48,103 +48,50 @@ _TEXT_BG_BGR = (0, 0, 0)
 _TEXT_FG_BGR = (255, 255, 255)
 
 
-class DemoInputError(RuntimeError):
-  """A camera, video or image that cannot be opened or read (message names it)."""
-
-
 # ---------------------------------------------------------------------------- options
 
 
-@dataclasses.dataclass
-class DemoOptions:
-  """Everything :func:`run` needs (``experiments/webcam_demo.py`` fills it from flags).
-
-  Attributes:
-    checkpoint: training workdir (``config.json`` + ``checkpoints/``).
-    camera: camera index (exactly one of camera / video / image).
-    video: input video path.
-    image: input image path.
-    output: annotated video (``.mp4``/``.avi``) or image (``.png``/``.jpg``) to write.
-    headless: show no window.
-    method: CAM method (``cam``, ``gradcam``, ...) or ``auto`` (``cam`` when the model
-      has a GAP + linear head, else ``gradcam``).
-    margin: each face box is enlarged by this fraction of its size on every side
-      before cropping (the models were trained on whole heads, not tight boxes).
-    max_faces: largest faces classified per frame.
-    alpha: heatmap weight of the overlay.
-    class_names: names of the classes; default derived from the run's config.
-    max_frames: stop after this many frames (0 = until the input ends or ``q``).
-    scale_factor: cascade pyramid step.
-    min_neighbors: cascade neighbours needed to keep a box.
-    min_face_size: smallest face side in pixels.
-    detect_max_side: run the cascade on a copy of the frame shrunk to this longer side
-      (0 = full size); faster, misses small faces (``face_detect.detect_faces``).
-    warmup: compile every batch bucket before the first frame (steady frame rate).
-  """
-
-  checkpoint: str
-  camera: int | None = None
-  video: str | None = None
-  image: str | None = None
-  output: str | None = None
-  headless: bool = False
-  method: str = "auto"
-  margin: float = 0.25
-  max_faces: int = 4
-  alpha: float = 0.45
-  class_names: Sequence[str] | None = None
-  max_frames: int = 0
-  scale_factor: float = face_detect.DEFAULT_SCALE_FACTOR
-  min_neighbors: int = face_detect.DEFAULT_MIN_NEIGHBORS
-  min_face_size: int = face_detect.DEFAULT_MIN_SIZE[0]
-  detect_max_side: int = 0
-  warmup: bool = False
-
-
-def validate_options(options: DemoOptions) -> None:
-  """Raises ValueError naming the flag when options are inconsistent."""
-  given = [name for name in ("camera", "video", "image") if getattr(options, name) is not None]
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the flag when the demo config is inconsistent."""
+  given = [name for name in ("camera", "video", "image") if config.get(name) is not None]
   if len(given) != 1:
     raise ValueError("give exactly one input: --camera=N, --video=PATH or --image=PATH "
                      f"(got {', '.join('--' + g for g in given) or 'none'})")
-  if options.camera is not None and options.camera < 0:
-    raise ValueError(f"--camera must be a camera index >= 0, got {options.camera}")
-  if not options.checkpoint:
-    raise ValueError("--checkpoint=WORKDIR is required (a training workdir, e.g. made by "
+  if config.camera is not None and config.camera < 0:
+    raise ValueError(f"--camera must be a camera index >= 0, got {config.camera}")
+  if not config.run:
+    raise ValueError("--run=WORKDIR is required (a training workdir, e.g. made by "
                      "`python -m experiments.train_classifier --workdir=...`)")
-  if options.output:
-    ext = os.path.splitext(options.output)[1].lower()
-    allowed = IMAGE_EXTENSIONS if options.image is not None else tuple(VIDEO_FOURCC)
+  if config.output:
+    ext = os.path.splitext(config.output)[1].lower()
+    allowed = (frames_lib.IMAGE_EXTENSIONS if config.image is not None
+               else tuple(frames_lib.VIDEO_FOURCC))
     if ext not in allowed:
-      kind = "an image input" if options.image is not None else "a video/camera input"
-      raise ValueError(f"--output={options.output}: for {kind} use one of "
+      kind = "an image input" if config.image is not None else "a video/camera input"
+      raise ValueError(f"--output={config.output}: for {kind} use one of "
                        f"{', '.join(allowed)}")
-  if not 0.0 <= options.margin <= 2.0:
-    raise ValueError(f"--margin must be in [0, 2] (fraction of the box), got {options.margin}")
-  if options.max_faces < 1:
-    raise ValueError(f"--max_faces must be >= 1, got {options.max_faces}")
-  if not 0.0 <= options.alpha <= 1.0:
-    raise ValueError(f"--alpha must be in [0, 1], got {options.alpha}")
-  if options.max_frames < 0:
-    raise ValueError(f"--max_frames must be >= 0, got {options.max_frames}")
-  if options.method != "auto":
-    cam_methods.check_method(options.method)
-  if options.detect_max_side and options.detect_max_side < 24:
-    raise ValueError(f"--detect_max_side must be 0 (off) or >= 24, got "
-                     f"{options.detect_max_side}")
-
-
-def class_names_for(config: Any) -> tuple[str, ...]:
-  """Readable class names of a training run (see ``cam.export.class_names``)."""
-  data = config.get("data", {})
-  return cam_export.class_names(data.get("name", ""), data.get("label_key", "label"),
-                                int(config.get("model", {}).get("num_classes", 1)))
+  if not 0.0 <= config.margin <= 2.0:
+    raise ValueError(f"--config.margin must be in [0, 2] (fraction of the box), got "
+                     f"{config.margin}")
+  if config.max_faces < 1:
+    raise ValueError(f"--config.max_faces must be >= 1, got {config.max_faces}")
+  if not 0.0 <= config.alpha <= 1.0:
+    raise ValueError(f"--config.alpha must be in [0, 1], got {config.alpha}")
+  if config.max_frames < 0:
+    raise ValueError(f"--config.max_frames must be >= 0, got {config.max_frames}")
+  if config.method != "auto":
+    cam_methods.check_method(config.method)
+  d = config.detector
+  if d.max_side and d.max_side < 24:
+    raise ValueError(f"--config.detector.max_side must be 0 (off) or >= 24, got {d.max_side}")
+  if d.scale_factor <= 1.0:
+    raise ValueError(f"--config.detector.scale_factor must be > 1, got {d.scale_factor}")
 
 
 # ------------------------------------------------------------------------------ faces
 
 
-def expand_box(box: Sequence[int], margin: float, frame_hw: tuple[int, int]) -> tuple[int, ...]:
+def margin_box(box: Sequence[int], margin: float, frame_hw: tuple[int, int]) -> tuple[int, ...]:
   """A detection box enlarged by ``margin`` per side and clipped to the frame.
 
   Args:
@@ -170,7 +117,7 @@ def crop_faces(frame_bgr: np.ndarray, regions: Sequence[Sequence[int]], size: in
 
   Args:
     frame_bgr: ``[H, W, 3]`` uint8 BGR frame.
-    regions: ``(x0, y0, x1, y1)`` bounds (:func:`expand_box`).
+    regions: ``(x0, y0, x1, y1)`` bounds (:func:`margin_box`).
     size: output side in pixels.
 
   Returns:
@@ -202,18 +149,17 @@ class FaceClassifier:
     model: a trained facebias_jax model (run as an eval-mode copy).
     image_size: the model's input side (``config.data.image_size``).
     normalize: input normalisation of training (``"unit"`` or ``"imagenet"``).
-    method: CAM method or ``"auto"`` (see ``cam.export.resolve_method``).
+    method: CAM method or ``"auto"`` (see ``cam.predictor.resolve_method``).
     max_faces: largest batch (faces per frame).
   """
 
   def __init__(self, model: Any, *, image_size: int, normalize: str = "unit",
                method: str = "auto", max_faces: int = 4):
-    from facebias_jax.data.pipeline import normalize_images  # pylint: disable=g-import-not-at-top
-    self._predict = cam_export.make_predictor(model, method)
+    self._predict = cam_predictor.make_predictor(model, method)
     self.method = self._predict.method
     self.image_size = int(image_size)
     self.max_faces = int(max_faces)
-    self._normalize = functools.partial(normalize_images, normalize=normalize)
+    self._normalize = functools.partial(imaging.normalize_images, normalize=normalize)
 
   def warmup(self) -> None:
     """Compiles every bucket size now, so the first frames are not slow."""
@@ -296,7 +242,7 @@ class FrameProcessor:
     class_names: one name per class.
     margin: box enlargement before cropping.
     alpha: overlay heatmap weight.
-    detect_kwargs: options of :func:`face_detect.detect_faces`.
+    detect_kwargs: options of :func:`facebias_jax.faces.detect_faces`.
   """
 
   def __init__(self, classifier: FaceClassifier, class_names: Sequence[str], *,
@@ -311,120 +257,19 @@ class FrameProcessor:
   def process(self, frame_bgr: np.ndarray) -> FrameResult:
     """Annotates ``frame_bgr`` in place; returns the detections and stage timings."""
     t0 = time.perf_counter()
-    boxes = face_detect.detect_faces(frame_bgr, **self.detect_kwargs)
+    boxes = faces.detect_faces(frame_bgr, **self.detect_kwargs)
     t1 = time.perf_counter()
-    regions = [expand_box(b, self.margin, frame_bgr.shape[:2]) for b in boxes]
+    regions = [margin_box(b, self.margin, frame_bgr.shape[:2]) for b in boxes]
     crops = crop_faces(frame_bgr, regions, self.classifier.image_size)
     t2 = time.perf_counter()
     predicted, probability, maps = self.classifier(crops)
     t3 = time.perf_counter()
-    labels = [cam_export.prediction_label(self.class_names, int(c), float(p))
+    labels = [cam_predictor.prediction_label(self.class_names, int(c), float(p))
               for c, p in zip(predicted, probability)]
     draw_faces(frame_bgr, regions, maps, labels, alpha=self.alpha)
     t4 = time.perf_counter()
     seconds = dict(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)))
     return FrameResult(boxes, regions, predicted, probability, seconds)
-
-
-# ------------------------------------------------------------------------------ input
-
-
-class FrameSource:
-  """Frames of a camera, a video file or one image, as BGR uint8 arrays.
-
-  Raises:
-    FileNotFoundError: the video/image file does not exist.
-    DemoInputError: the camera cannot be opened or the file cannot be decoded.
-  """
-
-  def __init__(self, *, camera: int | None = None, video: str | None = None,
-               image: str | None = None):
-    self.kind = "camera" if camera is not None else "video" if video is not None else "image"
-    self.capture = None
-    self.still = None
-    if camera is not None:
-      self.name = f"camera {camera}"
-      self.capture = cv2.VideoCapture(int(camera))
-      if not self.capture.isOpened():
-        raise DemoInputError(
-            f"cannot open camera {camera} (--camera={camera}): no such device, no permission "
-            "or it is in use by another program. Check the index (0 is usually the built-in "
-            "webcam) or use --video=PATH / --image=PATH instead.")
-    elif video is not None:
-      self.name = video
-      if not os.path.isfile(video):
-        raise FileNotFoundError(f"--video={video}: no such file")
-      self.capture = cv2.VideoCapture(video)
-      if not self.capture.isOpened():
-        raise DemoInputError(f"--video={video}: OpenCV cannot read this file (not a video, "
-                             "corrupt, or a codec FFmpeg in opencv-python lacks)")
-    else:
-      self.name = image
-      if not os.path.isfile(image):
-        raise FileNotFoundError(f"--image={image}: no such file")
-      self.still = cv2.imread(image, cv2.IMREAD_COLOR)
-      if self.still is None:
-        raise DemoInputError(f"--image={image}: OpenCV cannot decode this file (not an image "
-                             "or an unsupported format)")
-
-  @property
-  def fps(self) -> float:
-    """Frame rate of the input (``FALLBACK_FPS`` when unknown, e.g. many webcams)."""
-    if self.capture is None:
-      return FALLBACK_FPS
-    fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    return fps if np.isfinite(fps) and fps > 0 else FALLBACK_FPS
-
-  def frames(self) -> Iterator[np.ndarray]:
-    """Yields frames until the input ends; a video with no decodable frame is an error."""
-    if self.still is not None:
-      yield self.still.copy()
-      return
-    count = 0
-    while True:
-      ok, frame = self.capture.read()
-      if not ok:
-        break
-      count += 1
-      yield frame
-    if count == 0:
-      raise DemoInputError(f"{self.name}: no frame could be read (empty or unreadable input)")
-
-  def close(self) -> None:
-    if self.capture is not None:
-      self.capture.release()
-
-
-class FrameSink:
-  """Writes annotated frames to a video (same fps as the input) or an image."""
-
-  def __init__(self, path: str, fps: float):
-    self.path = path
-    self.fps = float(fps)
-    self.writer = None
-    self.count = 0
-    self.ext = os.path.splitext(path)[1].lower()
-
-  def write(self, frame_bgr: np.ndarray) -> None:
-    if self.ext in IMAGE_EXTENSIONS:
-      os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-      if not cv2.imwrite(self.path, frame_bgr):
-        raise OSError(f"--output={self.path}: OpenCV could not write the image")
-    else:
-      if self.writer is None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        height, width = frame_bgr.shape[:2]
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.ext])
-        self.writer = cv2.VideoWriter(self.path, fourcc, self.fps, (width, height))
-        if not self.writer.isOpened():
-          raise OSError(f"--output={self.path}: OpenCV cannot write {self.ext} video "
-                        f"(codec {VIDEO_FOURCC[self.ext]}); try .avi")
-      self.writer.write(frame_bgr)
-    self.count += 1
-
-  def close(self) -> None:
-    if self.writer is not None:
-      self.writer.release()
 
 
 # ------------------------------------------------------------------------------- loop
@@ -435,37 +280,60 @@ def _check_display(headless: bool) -> None:
     return
   if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
                                                or os.environ.get("WAYLAND_DISPLAY")):
-    raise DemoInputError("no display to show the window (DISPLAY is not set): run with "
-                         "--headless (and --output=PATH to save the result)")
+    raise frames_lib.DemoInputError("no display to show the window (DISPLAY is not set): run "
+                                    "with --config.headless=True (and --output=PATH to save "
+                                    "the result)")
 
 
-def build_processor(options: DemoOptions) -> FrameProcessor:
-  """Loads the checkpoint and builds the classifier and frame processor.
+def build_processor(config: ml_collections.ConfigDict) -> FrameProcessor:
+  """Loads the run (read-only) and builds the classifier and frame processor.
 
   Raises:
-    FileNotFoundError: missing workdir / config.json / checkpoint (from ``load_model``).
+    FileNotFoundError: missing workdir / config.json / checkpoint (from ``runs``).
   """
-  from facebias_jax.train.checkpoint import load_model  # pylint: disable=g-import-not-at-top
-  model, config = load_model(options.checkpoint)
-  classifier = FaceClassifier(model, image_size=int(config.data.image_size),
-                              normalize=str(config.data.get("normalize", "unit")),
-                              method=options.method, max_faces=options.max_faces)
-  if options.warmup:
+  run = runs.load_run(config.run, step=config.step)
+  classifier = FaceClassifier(run.model, image_size=int(run.config.data.image_size),
+                              normalize=str(runs.config_value(run.config, "data.normalize",
+                                                              "unit")),
+                              method=config.method, max_faces=config.max_faces)
+  if config.warmup:
     classifier.warmup()
-  names = tuple(options.class_names) if options.class_names else class_names_for(config)
-  return FrameProcessor(classifier, names, margin=options.margin, alpha=options.alpha,
-                        scale_factor=options.scale_factor, min_neighbors=options.min_neighbors,
-                        min_size=(options.min_face_size, options.min_face_size),
-                        max_side=options.detect_max_side or None)
+  names = ([n.strip() for n in config.class_names.split(",")] if config.class_names
+           else runs.class_names(run.config))
+  d = config.detector
+  return FrameProcessor(classifier, names, margin=config.margin, alpha=config.alpha,
+                        scale_factor=d.scale_factor, min_neighbors=d.min_neighbors,
+                        min_size=(d.min_face_size, d.min_face_size),
+                        max_side=d.max_side or None)
 
 
-def run(options: DemoOptions, *, processor: FrameProcessor | None = None,
+@dataclasses.dataclass
+class _Totals:
+  frames: int = 0
+  faces: int = 0
+  busy: float = 0.0
+  smoothed_fps: float = 0.0
+  seconds: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+  def add(self, result: FrameResult, elapsed: float) -> None:
+    rate = 1.0 / max(elapsed, 1e-9)
+    # Exponentially smoothed: a readable number rather than a flickering one.
+    self.smoothed_fps = (rate if self.frames == 0 else
+                         (1 - FPS_SMOOTHING) * self.smoothed_fps + FPS_SMOOTHING * rate)
+    self.frames += 1
+    self.faces += len(result.boxes)
+    self.busy += elapsed
+    for stage, sec in result.seconds.items():
+      self.seconds[stage] += sec
+
+
+def run(config: ml_collections.ConfigDict, *, processor: FrameProcessor | None = None,
         on_frame: Callable[[np.ndarray, FrameResult], None] | None = None) -> dict[str, Any]:
   """Runs the demo until the input ends, ``max_frames`` is reached or ``q`` is pressed.
 
   Args:
-    options: see :class:`DemoOptions`.
-    processor: a ready :class:`FrameProcessor` (default: built from the checkpoint).
+    config: ``experiments/configs/demo.py``'s ConfigDict, filled in.
+    processor: a ready :class:`FrameProcessor` (default: built from the run).
     on_frame: called with each annotated frame and its result (tests, notebooks).
 
   Returns:
@@ -473,56 +341,42 @@ def run(options: DemoOptions, *, processor: FrameProcessor | None = None,
     ``seconds_per_stage`` (means), ``method``, ``output``.
 
   Raises:
-    ValueError: inconsistent options.
-    FileNotFoundError: missing input file or checkpoint.
-    DemoInputError: camera / file cannot be opened or read, or no display.
+    ValueError: an inconsistent config.
+    FileNotFoundError: missing input file or run.
+    frames.DemoInputError: camera / file cannot be opened or read, or no display.
   """
-  validate_options(options)
-  _check_display(options.headless)
-  source = FrameSource(camera=options.camera, video=options.video, image=options.image)
+  validate_config(config)
+  _check_display(config.headless)
+  source = frames_lib.FrameSource(camera=config.camera, video=config.video, image=config.image)
   sink = None
   window = "facebias_jax demo (q quits)"
+  totals = _Totals()
   try:
-    processor = processor or build_processor(options)
-    sink = FrameSink(options.output, source.fps) if options.output else None
-    frames, faces, smoothed_fps = 0, 0, 0.0
-    totals = dict.fromkeys(STAGES, 0.0)
-    busy = 0.0
+    processor = processor or build_processor(config)
+    sink = frames_lib.FrameSink(config.output, source.fps) if config.output else None
     for frame in source.frames():
       start = time.perf_counter()
       result = processor.process(frame)
-      elapsed = time.perf_counter() - start
-      busy += elapsed
-      rate = 1.0 / max(elapsed, 1e-9)
-      # Exponentially smoothed: a readable number rather than a flickering one.
-      smoothed_fps = (rate if frames == 0
-                      else (1 - FPS_SMOOTHING) * smoothed_fps + FPS_SMOOTHING * rate)
-      draw_label(frame, f"{smoothed_fps:5.1f} fps  {processor.classifier.method}", (4, 20))
-      frames += 1
-      faces += len(result.boxes)
-      for stage, sec in result.seconds.items():
-        totals[stage] += sec
+      totals.add(result, time.perf_counter() - start)
+      draw_label(frame, f"{totals.smoothed_fps:5.1f} fps  {processor.classifier.method}",
+                 (4, 20))
       if sink is not None:
         sink.write(frame)
       if on_frame is not None:
         on_frame(frame, result)
-      if not options.headless:
+      if not config.headless:
         cv2.imshow(window, frame)
         if (cv2.waitKey(0 if source.kind == "image" else 1) & 0xFF) == ord("q"):
           break
-      if options.max_frames and frames >= options.max_frames:
+      if config.max_frames and totals.frames >= config.max_frames:
         break
   finally:
     source.close()
     if sink is not None:
       sink.close()
-    if not options.headless:
+    if not config.headless:
       cv2.destroyAllWindows()
-  return {
-      "frames": frames,
-      "faces": faces,
-      "fps": frames / busy if busy > 0 else 0.0,
-      "seconds_per_stage": {k: v / max(frames, 1) for k, v in totals.items()},
-      "method": processor.classifier.method,
-      "output": options.output,
-  }
+  return {"frames": totals.frames, "faces": totals.faces,
+          "fps": totals.frames / totals.busy if totals.busy > 0 else 0.0,
+          "seconds_per_stage": {k: v / max(totals.frames, 1) for k, v in totals.seconds.items()},
+          "method": processor.classifier.method, "output": config.output}

@@ -1,7 +1,7 @@
 """CAM export study: where does a trained model look, and does it differ between groups?
 
-``export_cam(checkpoint, workdir, ...)`` runs a checkpoint over a dataset split and
-writes into ``workdir``:
+``export_cam(config, workdir)`` (``config`` = ``experiments/configs/export_cam.py``)
+runs a trained run over a dataset split and writes into ``workdir``:
 
 * ``overlays/<group>/<index>.<fmt>``: each image next to its CAM overlay, captioned
   with group, true label, prediction and probability;
@@ -19,21 +19,21 @@ groups of a biased dataset are not drowned out.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 from typing import Any
 
 import cv2
+import ml_collections
 import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from facebias_jax import cam, imaging
-from facebias_jax.cam import export as cam_export
+from facebias_jax import cam, imaging, runs
+from facebias_jax.cam import predictor as cam_predictor
 from facebias_jax.data import groups as groups_lib
-from facebias_jax.data import pipeline
+from facebias_jax.data import pipeline, sources
+from facebias_jax.eval import report
 
 IMAGE_FORMATS = ("png", "jpg")
 UNKNOWN_GROUP = "unknown"
@@ -114,14 +114,14 @@ def select_indices(group_names: np.ndarray, *, max_images: int, group: str | Non
   available = sorted(set(names) - {UNKNOWN_GROUP})
   if group is not None:
     if group not in set(names):
-      raise ValueError(f"--group={group!r} is not a group of this split; groups: "
+      raise ValueError(f"--config.group={group!r} is not a group of this split; groups: "
                        f"{', '.join(available)}")
     chosen = [group]
   else:
     chosen = available
   if not chosen:
     raise ValueError("no example with a known group in this split (every example is "
-                     f"{UNKNOWN_GROUP!r}): check --groups")
+                     f"{UNKNOWN_GROUP!r}): check --config.groups")
   rng = np.random.default_rng(seed)
   pools = [rng.permutation(np.flatnonzero(names == g)) for g in chosen]
   total = sum(len(p) for p in pools)
@@ -138,23 +138,9 @@ def select_indices(group_names: np.ndarray, *, max_images: int, group: str | Non
 # ----------------------------------------------------------------------------- helpers
 
 
-def to_uint8_images(images: np.ndarray, normalize: str) -> np.ndarray:
-  """Undoes ``pipeline.normalize_images`` for display: float batch -> uint8 RGB."""
-  x = np.asarray(images, np.float32)
-  if normalize == "imagenet":
-    x = x * pipeline.IMAGENET_STD + pipeline.IMAGENET_MEAN
-  elif normalize != "unit":
-    raise ValueError(f"normalize={normalize!r} is not one of {pipeline.NORMALIZATIONS}")
-  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-
-
 def _upscale(size: int, at_least: int) -> int:
   """Integer upscaling that makes ``size`` px tiles at least ``at_least`` px (captions fit)."""
   return max(1, -(-at_least // int(size)))
-
-
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)) or "group"
 
 
 def _landmarks_of(source: Any, indices: np.ndarray, image_size: int | None) -> np.ndarray:
@@ -176,103 +162,78 @@ def _has_feature(source: Any, name: str) -> bool:
   return features is not None and name in features
 
 
-def _config_value(config: Any, dotted: str, default: Any = None) -> Any:
-  node = config
-  for part in dotted.split("."):
-    if node is None or part not in node:
-      return default
-    node = node[part]
-  return default if node is None else node
-
-
-def _write_json(path: str, obj: Any) -> None:
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-
-
 # ------------------------------------------------------------------------------ export
 
 
-def export_cam(checkpoint: str, workdir: str, *, dataset: str | None = None,
-               split: str | None = None, data_dir: str | None = None,
-               manual_dir: str | None = None, group_spec: str | None = None,
-               group: str | None = None, method: str = "auto", max_images: int = 256,
-               batch_size: int = 64, image_format: str = "png", grid_size: int = 36,
-               target: int | None = None, aligned: bool | None = None, seed: int = 0,
-               progress: bool = True,
+def _check(config: Any) -> None:
+  if config.image_format not in IMAGE_FORMATS:
+    raise ValueError(f"--config.image_format={config.image_format!r} is not one of "
+                     f"{IMAGE_FORMATS}")
+  if int(config.max_images) < 0:
+    raise ValueError(f"--config.max_images must be >= 0, got {config.max_images}")
+  for field in ("batch_size", "grid_size"):
+    if int(config[field]) <= 0:
+      raise ValueError(f"--config.{field} must be positive, got {config[field]}")
+  if config.method != "auto":
+    cam.methods.check_method(config.method)
+  if not config.run:
+    raise ValueError("No run to explain: give --run=WORKDIR (a training workdir)")
+
+
+def export_cam(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True,
                builder_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
   """Writes CAM overlays, per-group grids, mean maps and face-energy statistics.
 
   Args:
-    checkpoint: training workdir (``train.checkpoint.load_model``).
+    config: ``experiments/configs/export_cam.py``'s ConfigDict, filled in.
     workdir: output folder.
-    dataset: TFDS name/config (default: the run's ``config.data.name``).
-    split: split (default ``config.data.eval_split``); TFDS slicing accepted.
-    data_dir: TFDS data_dir (default ``config.data.data_dir``).
-    manual_dir: raw files of manual datasets (default ``config.data.manual_dir``).
-    group_spec: groups, e.g. ``"skin,Male"`` (default ``config.eval.groups``).
-    group: export only this group, e.g. ``"darker_female"``.
-    method: CAM method (``cam``, ``gradcam``, ...) or ``auto``.
-    max_images: most images (balanced over groups; 0 = all).
-    batch_size: images per compiled call.
-    image_format: ``png`` or ``jpg``.
-    grid_size: most images per group grid.
-    target: class explained by the maps (default: the predicted class).
-    aligned: write the group mean maps (default: CelebA and synthetic datasets).
-    seed: image selection.
     progress: show a tqdm bar.
     builder_kwargs: extra ``tfds.builder`` arguments (e.g. a custom synthetic config),
-      passed to ``pipeline.load_source``.
+      passed to ``sources.load_source``.
 
   Returns:
-    Summary dict (also written as ``cam_export.json``): settings, ``groups`` (counts),
-    ``face_energy`` (per group, or None when the dataset has no face region), paths.
+    Summary dict (also written as ``cam_export.json``): settings, the checkpoint
+    ``step``, ``groups`` (counts), ``face_energy`` (per group, or None when the dataset
+    has no face region), paths.
   """
-  from facebias_jax.train.checkpoint import load_model  # pylint: disable=g-import-not-at-top
-  if image_format not in IMAGE_FORMATS:
-    raise ValueError(f"--format={image_format!r} is not one of {IMAGE_FORMATS}")
-  if max_images < 0:
-    raise ValueError(f"--max_images must be >= 0, got {max_images}")
-  if batch_size <= 0:
-    raise ValueError(f"--batch_size must be positive, got {batch_size}")
-  if method != "auto":
-    cam.methods.check_method(method)
-
-  model, config = load_model(checkpoint)
-  predict = cam_export.make_predictor(model, method, target=target)
-  dataset = dataset or _config_value(config, "data.name")
-  split = split or _config_value(config, "data.eval_split", "test")
-  data_dir = data_dir or _config_value(config, "data.data_dir")
-  manual_dir = manual_dir or _config_value(config, "data.manual_dir")
-  group_spec = group_spec or _config_value(config, "eval.groups", "skin,Male")
-  image_size = int(_config_value(config, "data.image_size"))
-  normalize = str(_config_value(config, "data.normalize", "unit"))
-  label_key = str(_config_value(config, "data.label_key", "label"))
+  _check(config)
+  run = runs.load_run(config.run, step=config.step)
+  pick = lambda field, dotted, default=None: runs.option_or_run(config.get(field), run.config,
+                                                                dotted, default)
+  predict = cam_predictor.make_predictor(run.model, config.method, target=config.target)
+  dataset = pick("dataset", "data.name")
+  split = pick("split", "data.eval_split", "test")
+  group_spec = pick("groups", "eval.groups", "skin,Male")
+  image_size = int(runs.config_value(run.config, "data.image_size"))
+  normalize = str(runs.config_value(run.config, "data.normalize", "unit"))
+  label_key = str(runs.config_value(run.config, "data.label_key", "label"))
+  aligned = config.aligned
   if aligned is None:
     aligned = any(key in str(dataset) for key in ALIGNED_DATASETS)
-  names = cam_export.class_names(_config_value(config, "data.name", ""), label_key,
-                                 int(_config_value(config, "model.num_classes", 1)))
+  names = runs.class_names(run.config)
 
-  source = pipeline.load_source(dataset, split=split, data_dir=data_dir, manual_dir=manual_dir,
-                                builder_kwargs=builder_kwargs)
-  attributes = pipeline.read_attributes(source)
+  source = sources.load_source(dataset, split=split, data_dir=pick("data_dir", "data.data_dir"),
+                               manual_dir=pick("manual_dir", "data.manual_dir"),
+                               builder_kwargs=builder_kwargs)
+  attributes = sources.read_attributes(source)
   group_names = groups_lib.assign_groups(attributes, group_spec).astype(str)
-  indices = select_indices(group_names, max_images=max_images, group=group, seed=seed)
+  indices = select_indices(group_names, max_images=int(config.max_images), group=config.group,
+                           seed=int(config.seed))
   use_landmarks = _has_feature(source, "landmarks")
   logging.info("Exporting %s maps of %d images of %s/%s to %s", predict.method, len(indices),
                dataset, split, workdir)
-
+  image_format, grid_size = config.image_format, int(config.grid_size)
   os.makedirs(workdir, exist_ok=True)
   all_maps, all_images, all_groups, masks, records = [], [], [], [], []
-  stream = pipeline.batches(source, indices, batch_size=batch_size, image_size=image_size,
-                            train=False, normalize=normalize, flip=False, label_key=label_key,
-                            process_index=0, process_count=1)
+  stream = pipeline.batches(source, indices, batch_size=int(config.batch_size),
+                            image_size=image_size, train=False, normalize=normalize,
+                            flip=False, label_key=label_key, process_index=0, process_count=1)
   bar = tqdm(total=len(indices), desc=f"{predict.method} maps", unit="img",
              disable=not progress)
   for batch in stream:
     real = np.asarray(batch["mask"])
     predicted, probability, maps = predict(batch["image"])
-    images = to_uint8_images(batch["image"][real], normalize)
+    images = imaging.to_uint8_images(batch["image"][real], normalize)
     maps, predicted, probability = maps[real], predicted[real], probability[real]
     index = np.asarray(batch["index"])[real]
     labels = np.asarray(batch["label"])[real]
@@ -285,11 +246,11 @@ def export_cam(checkpoint: str, workdir: str, *, dataset: str | None = None,
     for i in range(len(index)):
       g = group_names[index[i]]
       truth = names[labels[i]] if 0 <= labels[i] < len(names) else str(labels[i])
-      caption = cam_export.prediction_label(names, int(predicted[i]), float(probability[i]))
+      caption = cam_predictor.prediction_label(names, int(predicted[i]), float(probability[i]))
       pair = imaging.tile_grid(np.stack([images[i], cam.overlay(images[i], maps[i])]),
                                [f"true: {truth}", caption], ncols=2,
                                scale=_upscale(images.shape[1], 128))
-      imaging.save_image(os.path.join(workdir, "overlays", _slug(g),
+      imaging.save_image(os.path.join(workdir, "overlays", imaging.slug(g, "group"),
                                       f"{int(index[i]):06d}.{image_format}"), pair)
       records.append({"index": int(index[i]), "group": str(g), "label": int(labels[i]),
                       "predicted": int(predicted[i]), "probability": float(probability[i])})
@@ -309,10 +270,11 @@ def export_cam(checkpoint: str, workdir: str, *, dataset: str | None = None,
     members = np.flatnonzero(groups_arr == g)
     counts[g] = int(len(members))
     shown = members[:grid_size]
-    captions = [cam_export.prediction_label(names, records[j]["predicted"],
+    captions = [cam_predictor.prediction_label(names, records[j]["predicted"],
                                             records[j]["probability"]) for j in shown]
     paths.setdefault("grids", []).append(cam.save_grid(
-        os.path.join(workdir, "grids", f"{_slug(g)}.{image_format}"), images[shown], maps[shown],
+        os.path.join(workdir, "grids", f"{imaging.slug(g, 'group')}.{image_format}"),
+        images[shown], maps[shown],
         captions, scale=scale))
 
   if aligned:
@@ -334,10 +296,10 @@ def export_cam(checkpoint: str, workdir: str, *, dataset: str | None = None,
     energy = cam.group_energy(maps, np.concatenate(masks), groups_arr)
     energy = {str(g): v for g, v in energy.items()}
     with open(os.path.join(workdir, "face_energy.md"), "w") as f:
-      f.write(cam_export.energy_markdown(energy, method=predict.method, region=region))
-    _write_json(os.path.join(workdir, "face_energy.json"),
-                {"method": predict.method, "region": region, "groups": energy})
-    paths["face_energy"] = cam_export.plot_energy(
+      f.write(cam_predictor.energy_markdown(energy, method=predict.method, region=region))
+    report.write_json(os.path.join(workdir, "face_energy.json"),
+                      {"method": predict.method, "region": region, "groups": energy})
+    paths["face_energy"] = cam_predictor.plot_energy(
         energy, os.path.join(workdir, "face_energy.png"),
         title=f"{predict.method}: share of map energy on the face ({dataset}/{split})")
   else:
@@ -345,10 +307,11 @@ def export_cam(checkpoint: str, workdir: str, *, dataset: str | None = None,
                  "skipped", dataset)
 
   summary = {
-      "checkpoint": checkpoint, "dataset": dataset, "split": split, "method": predict.method,
-      "group_spec": group_spec, "group": group, "target": target, "num_images": len(maps),
+      "run": config.run, "step": run.step, "dataset": dataset, "split": split,
+      "method": predict.method, "group_spec": group_spec, "group": config.group,
+      "target": config.target, "num_images": len(maps),
       "groups": counts, "face_region": region, "face_energy": energy, "aligned": bool(aligned),
       "class_names": list(names), "paths": paths, "images": records,
   }
-  _write_json(os.path.join(workdir, "cam_export.json"), summary)
+  report.write_json(os.path.join(workdir, "cam_export.json"), summary)
   return summary

@@ -21,36 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from facebias_jax.models.dbvae import DBVAE
-
-
-def model_logits(model: nnx.Module, images: jnp.ndarray) -> jnp.ndarray:
-  """Logits ``[B, K]`` of any registered model; the DB-VAE uses ``z = mu`` (``rngs=None``)."""
-  if isinstance(model, DBVAE):
-    return model(images, rngs=None)[0]
-  return model(images)[0]
-
-
-def eval_copy(graphdef: Any, state: Any) -> nnx.Module:
-  """Rebuilds a model from ``nnx.split`` parts in eval mode, inside a traced function.
-
-  The copy is fresh, so switching BatchNorm/dropout to inference here never changes
-  the mode of the caller's model (the train loop may evaluate mid-training).
-  """
-  model = nnx.merge(graphdef, state)
-  model.eval()
-  return model
-
-
-def binary_logit(logits: jnp.ndarray) -> jnp.ndarray:
-  """The positive-class log-odds ``[B]`` of 1-logit (sigmoid) or 2-logit (softmax) heads."""
-  if logits.ndim != 2 or logits.shape[-1] not in (1, 2):
-    raise ValueError(f"Expected logits of shape [B, 1] or [B, 2] for a binary task, got "
-                     f"{logits.shape}; per-group metrics need a binary classifier")
-  if logits.shape[-1] == 1:
-    return logits[:, 0]
-  # log softmax[:, 1] - log softmax[:, 0] = l1 - l0: the same decision as softmax >= 0.5.
-  return logits[:, 1] - logits[:, 0]
+from facebias_jax import models
 
 
 def window_boxes(height: int, width: int, *, scales: Sequence[float],
@@ -102,6 +73,15 @@ def crop_windows(images_bhwc: jnp.ndarray, boxes: jnp.ndarray, size: int) -> jnp
   return jax.vmap(per_image, in_axes=(0, None, None))(images_bhwc, boxes, size)
 
 
+def _window_logits(model: nnx.Module, images_bhwc: jax.Array, boxes_k4: jax.Array, *,
+                   input_size: int) -> jax.Array:
+  """Positive-class logits ``[B, K]`` of every window of every image."""
+  windows = crop_windows(images_bhwc, boxes_k4, input_size)
+  b, k = windows.shape[:2]
+  flat = windows.reshape((b * k,) + windows.shape[2:])
+  return models.binary_logit(models.logits(model, flat)).reshape(b, k)
+
+
 def _as_float_images(images: Any) -> np.ndarray:
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] != 3:
@@ -140,15 +120,7 @@ def detect(model: nnx.Module, images_full: Any, *, input_size: int,
   n, h, w = images.shape[:3]
   boxes = window_boxes(h, w, scales=scales, stride_frac=stride_frac)
   per_call = max(1, batch_size // len(boxes))
-  graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def window_logits(state, images_bhwc, boxes_k4):
-    windows = crop_windows(images_bhwc, boxes_k4, input_size)
-    b, k = windows.shape[:2]
-    logits = model_logits(eval_copy(graphdef, state), windows.reshape((b * k,) + windows.shape[2:]))
-    return binary_logit(logits).reshape(b, k)
-
+  window_logits = models.eval_fn(model, _window_logits, input_size=int(input_size))
   boxes_dev = jnp.asarray(boxes)
   outputs = []
   for start in range(0, n, per_call):
@@ -156,7 +128,7 @@ def detect(model: nnx.Module, images_full: Any, *, input_size: int,
     real = len(chunk)
     if real < per_call:  # pad to the fixed chunk shape: one compilation per image size.
       chunk = np.concatenate([chunk, np.zeros((per_call - real,) + chunk.shape[1:], chunk.dtype)])
-    outputs.append(np.asarray(window_logits(state, jnp.asarray(chunk), boxes_dev))[:real])
+    outputs.append(np.asarray(window_logits(jnp.asarray(chunk), boxes_dev))[:real])
   logits_nk = np.concatenate(outputs) if outputs else np.zeros((0, len(boxes)), np.float32)
   best = np.argmax(logits_nk, axis=1) if n else np.zeros((0,), np.int64)
   max_logit = logits_nk[np.arange(n), best].astype(np.float32)

@@ -4,8 +4,9 @@
 * ``predict_detection``: the DB-VAE paper's full-image (PPB) protocol over batches.
 * ``evaluate_predictions`` / ``evaluate_model``: groups from the attributes, then
   ``metrics.group_metrics``.
-* ``run_evaluation``: what ``experiments/evaluate.py`` runs: one checkpoint, or several
-  compared side by side, on any dataset split, writing the reports.
+* ``run_evaluation``: what ``experiments/evaluate.py`` runs (its ConfigDict is
+  ``experiments/configs/evaluate.py``): one run, or several compared side by side, on
+  any dataset split, writing the reports. Runs are loaded through ``runs`` (read-only).
 
 Models always run as an eval-mode copy (BatchNorm running averages, no dropout; the
 DB-VAE with ``z = mu``), so evaluating mid-training never changes the caller's model.
@@ -14,30 +15,18 @@ DB-VAE with ``z = mu``), so evaluating mid-training never changes the caller's m
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
-import jax
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from facebias_jax import imaging, models, runs
 from facebias_jax.data import groups as groups_lib
+from facebias_jax.data import pipeline, sources
 from facebias_jax.eval import detection, metrics, report
 
 PROTOCOLS = ("classification", "detection")
-
-
-def _forward_fn(model: nnx.Module):
-  """A jit-compiled ``images -> positive-class logit [B]`` of an eval-mode copy."""
-  graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def forward(state, images):
-    return detection.binary_logit(detection.model_logits(detection.eval_copy(graphdef, state), images))
-
-  return lambda images: forward(state, images)
-
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
   return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))).astype(np.float32)
@@ -78,7 +67,7 @@ def predict(model: nnx.Module, batches: Iterable[Mapping[str, Any]]) -> dict[str
     ``{"prob": float32 [N], "logit": float32 [N], "label": int32 [N], "index": int64 [N],
     "attributes": {name: [N]}}``.
   """
-  forward = _forward_fn(model)
+  forward = models.inference.binary_logit_fn(model)
   parts = []
   for batch in batches:
     mask, meta = _batch_meta(batch)
@@ -154,8 +143,6 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
   Returns:
     The ``group_metrics`` dict (no per-example predictions).
   """
-  from facebias_jax.data import pipeline  # lazy: TF/grain load only when data is read.
-
   if protocol not in PROTOCOLS:
     raise ValueError(f"Unknown protocol {protocol!r}; use one of {PROTOCOLS}")
   indices = np.arange(len(source)) if indices is None else np.asarray(indices)
@@ -176,21 +163,6 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
 # ----------------------------------------------------------------------------- run_evaluation
 
 
-def default_options() -> ml_collections.ConfigDict:
-  """Options of ``run_evaluation`` (the flags of ``experiments/evaluate.py``).
-
-  ``None`` means "from the checkpoint's config" (``config.data.*``, ``config.eval.*``).
-  """
-  return ml_collections.ConfigDict({
-      "checkpoint": None, "compare": None, "labels": None, "step": None,
-      "dataset": None, "split": None, "data_dir": None, "manual_dir": None, "label_key": None,
-      "groups": None, "protocol": "classification", "batch_size": None,
-      "n_boot": 1000, "seed": 0, "threshold": 0.5, "undefined_rates": "ignore",
-      "detection": {"scales": [1.0, 0.75, 0.5], "stride_frac": 0.25, "logit_threshold": 0.0,
-                    "image_size": None, "windows_per_call": 256},
-  })
-
-
 def _as_list(value: Any) -> list[str]:
   if value is None or value == "":
     return []
@@ -199,36 +171,24 @@ def _as_list(value: Any) -> list[str]:
   return [str(v) for v in value]
 
 
-def _cfg_get(config: Any, dotted: str, default: Any = None) -> Any:
-  """``config.a.b`` or ``default`` when a section or field is missing/None."""
-  node = config
-  for part in dotted.split("."):
-    try:
-      node = node[part]
-    except (KeyError, TypeError, AttributeError):
-      return default
-  return default if node is None else node
-
-
-def _runs(options: Any) -> list[tuple[str, str]]:
-  """(label, checkpoint workdir) pairs from ``checkpoint`` / ``compare`` / ``labels``."""
-  checkpoint, compare = options.get("checkpoint"), _as_list(options.get("compare"))
-  if checkpoint and compare:
-    raise ValueError("Give either --checkpoint=WORKDIR or --compare=WD1,WD2,..., not both")
-  paths = compare or ([checkpoint] if checkpoint else [])
+def _runs(config: Any) -> list[tuple[str, str]]:
+  """(label, run workdir) pairs from ``run`` / ``compare`` / ``labels``."""
+  run, compare = config.get("run"), _as_list(config.get("compare"))
+  if run and compare:
+    raise ValueError("Give either --run=WORKDIR or --compare=WD1,WD2,..., not both")
+  paths = compare or ([run] if run else [])
   if not paths:
-    raise ValueError("Nothing to evaluate: give --checkpoint=WORKDIR (a training workdir) or "
+    raise ValueError("Nothing to evaluate: give --run=WORKDIR (a training workdir) or "
                      "--compare=WD1,WD2,... (several, compared side by side)")
-  labels = _as_list(options.get("labels"))
+  labels = _as_list(config.get("labels"))
   if labels and len(labels) != len(paths):
-    raise ValueError(f"--labels has {len(labels)} names but {len(paths)} checkpoints were given")
-  if not labels:
-    labels = _distinct_names(paths)
+    raise ValueError(f"--labels has {len(labels)} names but {len(paths)} runs were given")
+  labels = labels or _distinct_names(paths)
   if len(set(labels)) != len(labels):
     raise ValueError(f"Run labels must be distinct, got {labels}; set --labels=a,b,...")
   for p in paths:
     if not os.path.isdir(p):
-      raise FileNotFoundError(f"Checkpoint workdir {p} does not exist: train one first, e.g. "
+      raise FileNotFoundError(f"Run workdir {p} does not exist: train one first, e.g. "
                               f"`python -m experiments.train_classifier --flagfile=... --workdir={p}`")
   return list(zip(labels, paths))
 
@@ -243,31 +203,70 @@ def _distinct_names(paths: Sequence[str]) -> list[str]:
   return list(paths)
 
 
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+def _dataset_settings(config: Any, run_config: Any) -> dict[str, Any]:
+  """Dataset, split, groups... for one run: the evaluation config first, then the run's."""
+  pick = lambda field, dotted, default=None: runs.option_or_run(config.get(field), run_config,
+                                                                dotted, default)
+  return {"name": pick("dataset", "data.name"),
+          "split": pick("split", "data.eval_split", "test"),
+          "data_dir": pick("data_dir", "data.data_dir"),
+          "manual_dir": pick("manual_dir", "data.manual_dir"),
+          "label_key": pick("label_key", "data.label_key", "label"),
+          "groups": pick("groups", "eval.groups", "skin,Male"),
+          "normalize": runs.config_value(run_config, "data.normalize", "unit"),
+          "image_size": runs.config_value(run_config, "data.image_size")}
 
 
-def _dataset_settings(options: Any, config: Any) -> dict[str, Any]:
-  """Dataset, split, groups... for one model: flags first, then the model's config."""
-  return {
-      "name": options.get("dataset") or _cfg_get(config, "data.name"),
-      "split": options.get("split") or _cfg_get(config, "data.eval_split", "test"),
-      "data_dir": options.get("data_dir") or _cfg_get(config, "data.data_dir"),
-      "manual_dir": options.get("manual_dir") or _cfg_get(config, "data.manual_dir"),
-      "label_key": options.get("label_key") or _cfg_get(config, "data.label_key", "label"),
-      "groups": options.get("groups") or _cfg_get(config, "eval.groups", "skin,Male"),
-      "normalize": _cfg_get(config, "data.normalize", "unit"),
-      "image_size": _cfg_get(config, "data.image_size"),
-  }
+def _check(config: Any) -> None:
+  if config.protocol not in PROTOCOLS:
+    raise ValueError(f"--config.protocol must be one of {PROTOCOLS}, got {config.protocol!r}")
+  if config.undefined_rates not in metrics.UNDEFINED_RATES:
+    raise ValueError(f"--config.undefined_rates must be one of {metrics.UNDEFINED_RATES}, got "
+                     f"{config.undefined_rates!r}")
+  if not 0.0 <= float(config.threshold) <= 1.0:
+    raise ValueError(f"--config.threshold must be in [0, 1], got {config.threshold}")
+  if int(config.n_boot) < 0:
+    raise ValueError(f"--config.n_boot must be >= 0, got {config.n_boot}")
+  scales = tuple(config.detection.scales)
+  if not scales or not all(0.0 < float(s) <= 1.0 for s in scales):
+    raise ValueError(f"--config.detection.scales must be numbers in (0, 1], got {scales}")
+  if not 0.0 < float(config.detection.stride_frac) <= 1.0:
+    raise ValueError(f"--config.detection.stride_frac must be in (0, 1], got "
+                     f"{config.detection.stride_frac}")
 
 
-def run_evaluation(options: Any, workdir: str | None = None) -> dict[str, Any]:
-  """Evaluates one or several checkpoints and writes their reports.
+def _detection_options(config: Any, ds: Mapping[str, Any], path: str) -> dict[str, Any]:
+  if not ds["image_size"]:
+    raise ValueError(f"The config in {path} has no data.image_size (the model's input size), "
+                     "which the detection protocol resizes windows to")
+  det = config.detection
+  return {"input_size": int(ds["image_size"]), "scales": tuple(float(s) for s in det.scales),
+          "stride_frac": float(det.stride_frac), "logit_threshold": float(det.logit_threshold),
+          "windows_per_call": int(det.windows_per_call)}
+
+
+def _out_dir(config: Any, workdir: str | None, label: str, path: str, run_config: Any,
+             ds: Mapping[str, Any], several: bool) -> str:
+  """Where one run's report goes (see ``run_evaluation``)."""
+  if several:
+    return os.path.join(workdir, imaging.slug(label))
+  if workdir:
+    return workdir
+  configured = (runs.config_value(run_config, "data.name"),
+                runs.config_value(run_config, "data.eval_split", "test"))
+  if (ds["name"], ds["split"]) == configured and config.protocol == "classification":
+    return path
+  return os.path.join(path, f"eval_{imaging.slug(ds['name'])}_{imaging.slug(ds['split'])}_"
+                            f"{config.protocol}")
+
+
+def run_evaluation(config: ml_collections.ConfigDict, workdir: str | None = None) -> dict[str, Any]:
+  """Evaluates one or several runs and writes their reports.
 
   Args:
-    options: ``default_options()`` filled in (a ConfigDict or dict with those keys).
-    workdir: output folder. One checkpoint: defaults to the checkpoint's workdir when
-      the dataset is the one it was configured with, else ``<checkpoint>/eval_<dataset>_<split>``.
+    config: ``experiments/configs/evaluate.py``'s ConfigDict, filled in.
+    workdir: output folder. One run: defaults to the run's workdir when the dataset is
+      the one it was configured with, else ``<run>/eval_<dataset>_<split>_<protocol>``.
       Several (``compare``): required; each report goes to ``workdir/<label>/`` and the
       comparison (``comparison.{md,csv,json,png}``) into ``workdir``.
 
@@ -275,76 +274,53 @@ def run_evaluation(options: Any, workdir: str | None = None) -> dict[str, Any]:
     ``{"reports": {label: report dict}, "comparison": summary or None, "workdir": path}``.
 
   Raises:
-    ValueError: bad option values; FileNotFoundError: a missing checkpoint workdir.
+    ValueError: bad config values; FileNotFoundError: a missing run workdir.
   """
-  defaults = default_options().to_dict()
-  options = dict(options.to_dict() if hasattr(options, "to_dict") else options)
-  unknown = set(options) - set(defaults)
-  if unknown:
-    raise ValueError(f"Unknown evaluation options {sorted(unknown)}; valid: {sorted(defaults)}")
-  options = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-  options["detection"] = {**defaults["detection"], **(options.get("detection") or {})}
-  if options["protocol"] not in PROTOCOLS:
-    raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {options['protocol']!r}")
-  runs = _runs(options)
-  if len(runs) > 1 and not workdir:
-    raise ValueError("Comparing several checkpoints needs --workdir for the comparison report")
-  # Imported after validating the options: bad flags fail fast, before TF/grain load.
-  from facebias_jax.data import pipeline
-  from facebias_jax.train import checkpoint as checkpoint_lib
-
-  sources: dict[tuple, Any] = {}
+  _check(config)
+  pairs = _runs(config)
+  several = len(pairs) > 1
+  if several and not workdir:
+    raise ValueError("Comparing several runs needs --workdir for the comparison report")
+  loaded_sources: dict[tuple, Any] = {}
   reports = {}
-  for label, path in runs:
-    model, config = checkpoint_lib.load_model(path, step=options["step"])
-    ds = _dataset_settings(options, config)
+  for label, path in pairs:
+    run = runs.load_run(path, step=config.get("step"))
+    ds = _dataset_settings(config, run.config)
     if not ds["name"]:
-      raise ValueError(f"No dataset: the config in {path} has no data.name; pass --dataset=NAME")
+      raise ValueError(f"No dataset: the config in {path} has no data.name; pass "
+                       "--config.dataset=NAME")
     key = (ds["name"], ds["split"], ds["data_dir"], ds["manual_dir"])
-    if key not in sources:
-      sources[key] = pipeline.load_source(ds["name"], split=ds["split"], data_dir=ds["data_dir"],
-                                          manual_dir=ds["manual_dir"])
-    source = sources[key]
-    batch_size = int(options["batch_size"] or _cfg_get(config, "eval.batch_size")
-                     or _cfg_get(config, "train.batch_size", 128))
-    det = options["detection"]
-    detection_options = None
-    image_size = ds["image_size"]
-    if options["protocol"] == "detection":
-      if not ds["image_size"]:
-        raise ValueError(f"The config in {path} has no data.image_size (the model's input size), "
-                         f"which the detection protocol resizes windows to")
-      detection_options = {"input_size": int(ds["image_size"]), "scales": tuple(det["scales"]),
-                           "stride_frac": float(det["stride_frac"]),
-                           "logit_threshold": float(det["logit_threshold"]),
-                           "windows_per_call": int(det["windows_per_call"])}
-      image_size = det["image_size"]  # full images: stored size unless given.
-    result = evaluate_model(model, source, group_spec=ds["groups"], batch_size=batch_size,
-                            image_size=image_size, normalize=ds["normalize"],
-                            n_boot=int(options["n_boot"]), seed=int(options["seed"]),
-                            label_key=ds["label_key"], threshold=float(options["threshold"]),
-                            protocol=options["protocol"], detection_options=detection_options,
-                            undefined_rates=options["undefined_rates"])
-    if len(runs) > 1:
-      out_dir = os.path.join(workdir, _slug(label))
-    elif workdir:
-      out_dir = workdir
-    elif (ds["name"], ds["split"]) == (_cfg_get(config, "data.name"),
-                                       _cfg_get(config, "data.eval_split", "test")) \
-        and options["protocol"] == "classification":
-      out_dir = path
-    else:
-      out_dir = os.path.join(path, f"eval_{_slug(ds['name'])}_{_slug(ds['split'])}_{options['protocol']}")
-    dataset = {"name": ds["name"], "split": ds["split"], "num_examples": int(result["overall"]["n"]),
-               "groups": ds["groups"], "label_key": ds["label_key"], "protocol": options["protocol"]}
+    if key not in loaded_sources:
+      loaded_sources[key] = sources.load_source(ds["name"], split=ds["split"],
+                                                data_dir=ds["data_dir"],
+                                                manual_dir=ds["manual_dir"])
+    batch_size = int(config.get("batch_size") or runs.config_value(run.config, "eval.batch_size")
+                     or runs.config_value(run.config, "train.batch_size", 128))
+    detection_options, image_size = None, ds["image_size"]
+    if config.protocol == "detection":
+      detection_options = _detection_options(config, ds, path)
+      image_size = config.detection.image_size  # Full images: stored size unless given.
+    result = evaluate_model(run.model, loaded_sources[key], group_spec=ds["groups"],
+                            batch_size=batch_size, image_size=image_size,
+                            normalize=ds["normalize"], n_boot=int(config.n_boot),
+                            seed=int(config.seed), label_key=ds["label_key"],
+                            threshold=float(config.threshold), protocol=config.protocol,
+                            detection_options=detection_options,
+                            undefined_rates=config.undefined_rates)
+    dataset = {"name": ds["name"], "split": ds["split"],
+               "num_examples": int(result["overall"]["n"]), "groups": ds["groups"],
+               "label_key": ds["label_key"], "protocol": config.protocol}
     if detection_options:
-      dataset["detection"] = {k: v for k, v in detection_options.items() if k != "windows_per_call"}
-    model_info = {"name": _cfg_get(config, "model.name"), "label": label, "workdir": path,
-                  "step": options["step"]}
+      dataset["detection"] = {k: v for k, v in detection_options.items()
+                              if k != "windows_per_call"}
+    model_info = {"name": runs.config_value(run.config, "model.name"), "label": label,
+                  "workdir": path, "step": run.step}
     reports[label] = report.write_report(
-        out_dir, metrics=result, dataset=dataset, model=model_info, config=config,
-        extra={"evaluation": options},
+        _out_dir(config, workdir, label, path, run.config, ds, several), metrics=result,
+        dataset=dataset, model=model_info, config=run.config,
+        extra={"evaluation": runs.config_to_dict(config)},
         title=f"{label} ({model_info['name']}) on {ds['name']}:{ds['split']}")
-  comparison = report.compare_runs(reports, workdir) if len(runs) > 1 else None
+  comparison = report.compare_runs(reports, workdir) if several else None
+  first = reports[pairs[0][0]]["files"]["json"]
   return {"reports": reports, "comparison": comparison,
-          "workdir": workdir or reports[runs[0][0]]["files"]["json"].rsplit(os.sep, 1)[0]}
+          "workdir": workdir or os.path.dirname(first)}

@@ -42,6 +42,8 @@ import numpy as np
 # Order of the confusion-matrix cells in every count array of this module.
 _CELLS = ("tp", "fp", "tn", "fn")
 _Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval.
+# How a group's TPR/FPR without positives/negatives enters the differences.
+UNDEFINED_RATES = ("ignore", "zero")
 
 
 def binarize_predictions(y_pred: Any, threshold: float = 0.5) -> np.ndarray:
@@ -205,8 +207,8 @@ def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndar
     ``equalized_odds_difference``, ``tpr_difference``, ``fpr_difference``,
     ``num_groups``, ``groups`` (those included) and ``<metric>_ci`` for each number.
   """
-  if undefined_rates not in ("ignore", "zero"):
-    raise ValueError(f"undefined_rates must be 'ignore' or 'zero', got {undefined_rates!r}")
+  if undefined_rates not in UNDEFINED_RATES:
+    raise ValueError(f"undefined_rates must be one of {UNDEFINED_RATES}, got {undefined_rates!r}")
   if n_boot < 0:
     raise ValueError(f"n_boot must be >= 0, got {n_boot}")
   y_true = _check_labels(y_true)

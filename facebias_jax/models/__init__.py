@@ -4,10 +4,12 @@ Every model is called as ``logits, aux = model(images)`` with images float32
 ``[B, H, W, 3]`` and also has ``feature_map(images)``, ``logits_from_feature_map(fmap)``
 and ``linear_head()`` (see the Models section of the design). Build one by name::
 
-  model = get_model("resnet18", num_classes=1, small_inputs=True)
+  model = get_model("resnet18", num_classes=1, small_inputs=True, conv_impl="auto")
 
 ``MODELS`` is the explicit registry (scenic style): name -> constructor taking
-``num_classes`` and keyword options.
+``num_classes`` and keyword options. Every model takes ``conv_impl`` (the convolution
+kernels, ``facebias_jax.ops.conv``). ``inference.eval_fn`` runs any function of a
+model as a compiled eval-mode copy (evaluation, CAM, detection, the demo).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flax import nnx
 
 from facebias_jax.models.cnn import StandardCNN
 from facebias_jax.models.dbvae import DBVAE
+from facebias_jax.models.inference import binary_logit, eval_fn, logits
 from facebias_jax.models.resnet import RESNETS, BasicBlock, Bottleneck, ResNet
 
 MODELS: dict[str, Callable[..., nnx.Module]] = {
@@ -40,7 +43,7 @@ def get_model(name: str, num_classes: int = 1, *, rngs: nnx.Rngs | None = None,
     rngs: parameter initialisation keys; defaults to ``nnx.Rngs(0)``.
     **kwargs: model options, e.g. ``small_inputs``, ``width``, ``head_dims`` (ResNets),
       ``filters``, ``image_size`` (standard_cnn, dbvae), ``latent_dim``, ``encoder``
-      (dbvae).
+      (dbvae); ``conv_impl`` for all (``"auto"``, ``"onednn"``, ``"fast"``, ``"xla"``).
 
   Returns:
     The model, in training mode (call ``model.eval()`` for inference).
@@ -65,4 +68,4 @@ def get_model(name: str, num_classes: int = 1, *, rngs: nnx.Rngs | None = None,
 
 
 __all__ = ["MODELS", "get_model", "ResNet", "BasicBlock", "Bottleneck", "StandardCNN",
-           "DBVAE"]
+           "DBVAE", "binary_logit", "eval_fn", "logits"]

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from facebias_jax.models.conv import fast_conv_general_dilated
 from facebias_jax.models.heads import not_linear_head_error
+from facebias_jax.ops import conv as conv_lib
 
 # (filter multiplier, kernel size) of the four conv blocks, from the lab's model.
 _CONV_BLOCKS = ((1, 5), (2, 5), (4, 3), (6, 3))
@@ -70,10 +70,12 @@ class ConvStack(nnx.Module):
   Args:
     filters: base filter count; the blocks have ``filters * (1, 2, 4, 6)`` channels.
     in_channels: input channels (3 for RGB).
+    conv_impl: the convolution choice (``facebias_jax.ops.conv``).
     rngs: parameter initialisation keys.
   """
 
-  def __init__(self, filters: int = 12, in_channels: int = 3, *, rngs: nnx.Rngs):
+  def __init__(self, filters: int = 12, in_channels: int = 3, *, conv_impl: str = "auto",
+               rngs: nnx.Rngs):
     if filters <= 0:
       raise ValueError(f"filters must be positive, got {filters}.")
     self.convs = nnx.List()
@@ -83,7 +85,7 @@ class ConvStack(nnx.Module):
       out = filters * mult
       self.convs.append(nnx.Conv(channels, out, (kernel, kernel), strides=(2, 2),
                                  padding="SAME", rngs=rngs,
-                                 conv_general_dilated=fast_conv_general_dilated))
+                                 conv_general_dilated=conv_lib.conv_fn(conv_impl)))
       self.norms.append(nnx.BatchNorm(out, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
                                       rngs=rngs))
       channels = out
@@ -103,15 +105,16 @@ class StandardCNN(nnx.Module):
     filters: base filter count (12 in the lab).
     hidden_dim: width of the hidden dense layer (512 in the lab).
     image_size: input height = width; fixed because the head flattens the feature map.
+    conv_impl: the convolution choice (``facebias_jax.ops.conv``).
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, num_classes: int = 1, *, filters: int = 12, hidden_dim: int = 512,
-               image_size: int = 64, rngs: nnx.Rngs):
+               image_size: int = 64, conv_impl: str = "auto", rngs: nnx.Rngs):
     self.image_size = int(image_size)
     self.num_classes = int(num_classes)
     side = check_image_size(image_size, "standard_cnn")
-    self.encoder = ConvStack(filters, rngs=rngs)
+    self.encoder = ConvStack(filters, conv_impl=conv_impl, rngs=rngs)
     self.hidden = nnx.Linear(side * side * self.encoder.out_channels, hidden_dim, rngs=rngs)
     self.out = nnx.Linear(hidden_dim, num_classes, rngs=rngs)
 

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from facebias_jax.models.cnn import StandardCNN, check_image_size, check_input_shape
-from facebias_jax.models.conv import ConvTranspose
 from facebias_jax.models.heads import not_linear_head_error
 from facebias_jax.models.resnet import RESNETS
+from facebias_jax.ops.transpose import ConvTranspose
 
 ENCODERS = ("standard_cnn", *RESNETS)
 # Decoder blocks (filter multiplier, kernel): the encoder's conv stack in reverse.
@@ -64,11 +64,12 @@ class Decoder(nnx.Module):
     latent_dim: latent size.
     filters: base filter count (mirrors the encoder's ``filters``).
     image_size: output height = width, a multiple of 16.
+    conv_impl: the convolution choice (``facebias_jax.ops.conv``).
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, latent_dim: int, *, filters: int = 12, image_size: int = 64,
-               rngs: nnx.Rngs):
+               conv_impl: str = "auto", rngs: nnx.Rngs):
     self.side = check_image_size(image_size, "dbvae decoder")
     self.start_channels = 6 * filters
     self.dense = nnx.Linear(latent_dim, self.side * self.side * self.start_channels,
@@ -77,10 +78,11 @@ class Decoder(nnx.Module):
     channels = self.start_channels
     for mult, kernel in _DECODER_BLOCKS:
       self.deconvs.append(ConvTranspose(channels, filters * mult, (kernel, kernel),
-                                        strides=(2, 2), padding="SAME", rngs=rngs))
+                                        strides=(2, 2), padding="SAME", rngs=rngs,
+                                        conv_impl=conv_impl))
       channels = filters * mult
     self.to_rgb = ConvTranspose(channels, 3, (5, 5), strides=(2, 2), padding="SAME",
-                                rngs=rngs)
+                                rngs=rngs, conv_impl=conv_impl)
 
   def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
     x = jax.nn.relu(self.dense(z))
@@ -102,12 +104,14 @@ class DBVAE(nnx.Module):
     hidden_dim: hidden dense width of the CNN encoder's head.
     encoder_kwargs: extra keyword arguments of the ResNet encoder (e.g. ``width``, or
       ``small_inputs=False`` for the ImageNet stem on large images).
+    conv_impl: the convolution choice of encoder and decoder (``facebias_jax.ops.conv``).
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, num_classes: int = 1, *, latent_dim: int = 100, filters: int = 12,
                image_size: int = 64, encoder: str = "standard_cnn", hidden_dim: int = 512,
-               encoder_kwargs: dict[str, Any] | None = None, rngs: nnx.Rngs):
+               encoder_kwargs: dict[str, Any] | None = None, conv_impl: str = "auto",
+               rngs: nnx.Rngs):
     if latent_dim <= 0:
       raise ValueError(f"latent_dim must be positive, got {latent_dim}.")
     if encoder not in ENCODERS:
@@ -123,13 +127,13 @@ class DBVAE(nnx.Module):
         raise ValueError(f"encoder_kwargs {sorted(encoder_kwargs)} are only for ResNet "
                          "encoders; use filters/hidden_dim for the standard CNN.")
       self.encoder = StandardCNN(num_out, filters=filters, hidden_dim=hidden_dim,
-                                 image_size=image_size, rngs=rngs)
+                                 image_size=image_size, conv_impl=conv_impl, rngs=rngs)
     else:
       # Faces here are 32-128 px: default to the small-input stem (overridable).
       kwargs = {"small_inputs": True, **(encoder_kwargs or {})}
-      self.encoder = RESNETS[encoder](num_out, rngs=rngs, **kwargs)
+      self.encoder = RESNETS[encoder](num_out, rngs=rngs, conv_impl=conv_impl, **kwargs)
     self.decoder = Decoder(self.latent_dim, filters=filters, image_size=image_size,
-                           rngs=rngs)
+                           conv_impl=conv_impl, rngs=rngs)
 
   def _split(self, out: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     k, d = self.num_classes, self.latent_dim

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from facebias_jax.models import pooling
-from facebias_jax.models.conv import fast_conv_general_dilated
 from facebias_jax.models.heads import LinearChain
+from facebias_jax.ops import conv as conv_lib
+from facebias_jax.ops import pooling
 
 # torchvision's BatchNorm2d(eps=1e-5, momentum=0.1); flax keeps 1 - torch momentum.
 BN_MOMENTUM = 0.9
@@ -33,14 +33,15 @@ BN_EPSILON = 1e-5
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, *, rngs: nnx.Rngs) -> nnx.Conv:
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, *, rngs: nnx.Rngs,
+          conv_impl: str) -> nnx.Conv:
   # Explicit symmetric padding (k // 2) as in torch: 'SAME' would pad stride-2 convs
   # asymmetrically and shift every feature by half a pixel relative to torch weights.
   pad = kernel // 2
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=False,
                   kernel_init=_CONV_INIT, rngs=rngs,
-                  conv_general_dilated=fast_conv_general_dilated)
+                  conv_general_dilated=conv_lib.conv_fn(conv_impl))
 
 
 def _bn(channels: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -56,10 +57,11 @@ class _Block(nnx.Module):
 
   expansion = 1  # Output channels = expansion * channels.
 
-  def _init_shortcut(self, in_ch: int, out_ch: int, stride: int, rngs: nnx.Rngs) -> None:
+  def _init_shortcut(self, in_ch: int, out_ch: int, stride: int, rngs: nnx.Rngs,
+                     conv_impl: str) -> None:
     # torchvision's `downsample`: only where the identity would not fit.
     if stride != 1 or in_ch != out_ch:
-      self.downsample_conv = _conv(in_ch, out_ch, 1, stride, rngs=rngs)
+      self.downsample_conv = _conv(in_ch, out_ch, 1, stride, rngs=rngs, conv_impl=conv_impl)
       self.downsample_bn = _bn(out_ch, rngs=rngs)
     else:
       self.downsample_conv = None
@@ -82,14 +84,16 @@ class BasicBlock(_Block):
     channels: output channels (``expansion == 1``).
     stride: stride of the first conv and of the shortcut.
     rngs: parameter initialisation keys.
+    conv_impl: the convolution choice (``facebias_jax.ops.conv``).
   """
 
-  def __init__(self, in_channels: int, channels: int, stride: int = 1, *, rngs: nnx.Rngs):
-    self.conv1 = _conv(in_channels, channels, 3, stride, rngs=rngs)
+  def __init__(self, in_channels: int, channels: int, stride: int = 1, *, rngs: nnx.Rngs,
+               conv_impl: str = "auto"):
+    self.conv1 = _conv(in_channels, channels, 3, stride, rngs=rngs, conv_impl=conv_impl)
     self.bn1 = _bn(channels, rngs=rngs)
-    self.conv2 = _conv(channels, channels, 3, 1, rngs=rngs)
+    self.conv2 = _conv(channels, channels, 3, 1, rngs=rngs, conv_impl=conv_impl)
     self.bn2 = _bn(channels, rngs=rngs)
-    self._init_shortcut(in_channels, channels, stride, rngs)
+    self._init_shortcut(in_channels, channels, stride, rngs, conv_impl)
 
   def _residual(self, x: jnp.ndarray) -> jnp.ndarray:
     y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -104,19 +108,21 @@ class Bottleneck(_Block):
     channels: bottleneck width; the block outputs ``4 * channels``.
     stride: stride of the 3x3 conv and of the shortcut.
     rngs: parameter initialisation keys.
+    conv_impl: the convolution choice (``facebias_jax.ops.conv``).
   """
 
   expansion = 4
 
-  def __init__(self, in_channels: int, channels: int, stride: int = 1, *, rngs: nnx.Rngs):
+  def __init__(self, in_channels: int, channels: int, stride: int = 1, *, rngs: nnx.Rngs,
+               conv_impl: str = "auto"):
     out = channels * self.expansion
-    self.conv1 = _conv(in_channels, channels, 1, 1, rngs=rngs)
+    self.conv1 = _conv(in_channels, channels, 1, 1, rngs=rngs, conv_impl=conv_impl)
     self.bn1 = _bn(channels, rngs=rngs)
-    self.conv2 = _conv(channels, channels, 3, stride, rngs=rngs)
+    self.conv2 = _conv(channels, channels, 3, stride, rngs=rngs, conv_impl=conv_impl)
     self.bn2 = _bn(channels, rngs=rngs)
-    self.conv3 = _conv(channels, out, 1, 1, rngs=rngs)
+    self.conv3 = _conv(channels, out, 1, 1, rngs=rngs, conv_impl=conv_impl)
     self.bn3 = _bn(out, rngs=rngs)
-    self._init_shortcut(in_channels, out, stride, rngs)
+    self._init_shortcut(in_channels, out, stride, rngs, conv_impl)
 
   def _residual(self, x: jnp.ndarray) -> jnp.ndarray:
     y = jax.nn.relu(self.bn1(self.conv1(x)))
@@ -138,13 +144,16 @@ class ResNet(nnx.Module):
     in_channels: input channels (3 for RGB).
     image_size: accepted so every registered model takes the same keyword; ResNets pool
       globally and work at any input size (>= 32 px recommended), so it is only checked.
+    conv_impl: the convolution choice of every conv layer (``facebias_jax.ops.conv``:
+      ``"auto"``, ``"onednn"``, ``"fast"``, ``"xla"``); parameters do not depend on it.
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, num_classes: int = 1, *, stage_sizes: Sequence[int],
                block_cls: type[_Block] = BasicBlock, width: float = 1.0,
                small_inputs: bool = False, head_dims: Sequence[int] = (),
-               in_channels: int = 3, image_size: int | None = None, rngs: nnx.Rngs):
+               in_channels: int = 3, image_size: int | None = None,
+               conv_impl: str = "auto", rngs: nnx.Rngs):
     if width <= 0:
       raise ValueError(f"ResNet width multiplier must be positive, got {width}.")
     if image_size is not None and image_size <= 0:
@@ -155,9 +164,9 @@ class ResNet(nnx.Module):
     self.small_inputs = bool(small_inputs)
     base = max(1, int(round(64 * width)))
     if small_inputs:
-      self.conv1 = _conv(in_channels, base, 3, 1, rngs=rngs)
+      self.conv1 = _conv(in_channels, base, 3, 1, rngs=rngs, conv_impl=conv_impl)
     else:
-      self.conv1 = _conv(in_channels, base, 7, 2, rngs=rngs)
+      self.conv1 = _conv(in_channels, base, 7, 2, rngs=rngs, conv_impl=conv_impl)
     self.bn1 = _bn(base, rngs=rngs)
     channels = base
     stages = []
@@ -166,7 +175,7 @@ class ResNet(nnx.Module):
       blocks = nnx.List()
       for j in range(num_blocks):
         stride = 2 if (i > 0 and j == 0) else 1
-        blocks.append(block_cls(channels, planes, stride, rngs=rngs))
+        blocks.append(block_cls(channels, planes, stride, rngs=rngs, conv_impl=conv_impl))
         channels = planes * block_cls.expansion
       stages.append(blocks)
     # Named as in torchvision (layer1..layer4) so weight import maps names directly.

@@ -36,7 +36,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import annotations, common, errors, image_io
 
 DATASET = "facebias_celeba"
 ATTRIBUTES = (
@@ -115,12 +115,12 @@ def _parse_counted_table(path: epath.Path, expected_header: tuple[str, ...],
                          valid: tuple[int, ...] | None = None,
                          ) -> dict[str, list[int]]:
   """Reads CelebA's txt tables: a count line, a header line, then ``name v1 v2 ...``."""
-  lines = common.read_text_lines(path)
+  lines = annotations.read_text_lines(path)
   if len(lines) < 2:
-    raise common.AnnotationError(path, len(lines) + 1,
+    raise errors.AnnotationError(path, len(lines) + 1,
                                  "expected a count line and a header line.")
   count_no, count_line = lines[0]
-  count = common.parse_int(path, count_no, count_line.strip(), "the first line (record count)")
+  count = annotations.parse_int(path, count_no, count_line.strip(), "the first line (record count)")
   header_no, header_line = lines[1]
   header = tuple(header_line.split())
   _check_header(path, header_no, header, expected_header)
@@ -128,13 +128,13 @@ def _parse_counted_table(path: epath.Path, expected_header: tuple[str, ...],
   for line_no, line in lines[2:]:
     cells = line.split()
     if len(cells) != len(header) + 1:
-      raise common.AnnotationError(
+      raise errors.AnnotationError(
           path, line_no, f"expected a file name and {len(header)} values, got "
           f"{len(cells)} fields: {line.strip()[:80]!r}.")
-    table[cells[0]] = [common.parse_int(path, line_no, v, f"{header[i]} of {cells[0]}",
+    table[cells[0]] = [annotations.parse_int(path, line_no, v, f"{header[i]} of {cells[0]}",
                                         valid=valid) for i, v in enumerate(cells[1:])]
   if len(table) != count:
-    raise common.AnnotationError(path, count_no, f"the count line says {count} records but "
+    raise errors.AnnotationError(path, count_no, f"the count line says {count} records but "
                                  f"{len(table)} follow; is the file complete?")
   return table
 
@@ -142,14 +142,14 @@ def _parse_counted_table(path: epath.Path, expected_header: tuple[str, ...],
 def _parse_csv_table(path: epath.Path, expected_header: tuple[str, ...],
                      valid: tuple[int, ...] | None = None) -> dict[str, list[int]]:
   """Reads Kaggle's CSV copies: ``image_id,<names...>`` then one row per image."""
-  header, rows = common.read_csv(path)
+  header, rows = annotations.read_csv(path)
   _check_header(path, 1, tuple(header[1:]), expected_header)
   table = {}
   for line_no, cells in rows:
     if len(cells) != len(header):
-      raise common.AnnotationError(path, line_no, f"expected {len(header)} fields, got "
+      raise errors.AnnotationError(path, line_no, f"expected {len(header)} fields, got "
                                    f"{len(cells)}.")
-    table[cells[0]] = [common.parse_int(path, line_no, v, f"{header[i + 1]} of {cells[0]}",
+    table[cells[0]] = [annotations.parse_int(path, line_no, v, f"{header[i + 1]} of {cells[0]}",
                                         valid=valid) for i, v in enumerate(cells[1:])]
   return table
 
@@ -159,7 +159,7 @@ def _check_header(path: epath.Path, line_no: int, header: tuple[str, ...],
   """Raises an AnnotationError unless ``header`` lists exactly the ``expected`` names."""
   if expected and tuple(header) != tuple(expected):
     missing = [n for n in expected if n not in header]
-    raise common.AnnotationError(
+    raise errors.AnnotationError(
         path, line_no, f"unexpected header: missing {missing[:5]}, got {list(header)[:5]}"
         f"... ({len(header)} names, expected {len(expected)}).")
 
@@ -168,14 +168,14 @@ def _parse_pairs(path: epath.Path, valid: tuple[int, ...] | None = None,
                  ) -> dict[str, tuple[int, int]]:
   """Reads ``name value`` lines (partition / identity txt, or their 2-column CSVs)."""
   if path.suffix.lower() == ".csv":
-    _, rows = common.read_csv(path)
+    _, rows = annotations.read_csv(path)
   else:
-    rows = [(no, line.split()) for no, line in common.read_text_lines(path)]
+    rows = [(no, line.split()) for no, line in annotations.read_text_lines(path)]
   pairs = {}
   for line_no, cells in rows:
     if len(cells) != 2:
-      raise common.AnnotationError(path, line_no, f"expected 'name value', got {cells}.")
-    pairs[cells[0]] = (common.parse_int(path, line_no, cells[1], f"the value of {cells[0]}",
+      raise errors.AnnotationError(path, line_no, f"expected 'name value', got {cells}.")
+    pairs[cells[0]] = (annotations.parse_int(path, line_no, cells[1], f"the value of {cells[0]}",
                                         valid=valid), line_no)
   return pairs
 
@@ -184,14 +184,14 @@ def _image_dir(root: epath.Path) -> epath.Path:
   nested = root / "img_align_celeba" / "img_align_celeba"  # Kaggle's zip nests it.
   if nested.is_dir():
     return nested
-  return common.require_path(root / "img_align_celeba", dataset=DATASET, is_dir=True,
+  return errors.require_path(root / "img_align_celeba", dataset=DATASET, is_dir=True,
                              what="the aligned images folder img_align_celeba/")
 
 
 def _pick(root: epath.Path, stem: str, *, required: bool, what: str) -> epath.Path | None:
-  path = common.first_existing([root / f"{stem}.txt", root / f"{stem}.csv"])
+  path = errors.first_existing([root / f"{stem}.txt", root / f"{stem}.csv"])
   if path is None and required:
-    raise common.missing_path_error(root / f"{stem}.txt", dataset=DATASET,
+    raise errors.missing_path_error(root / f"{stem}.txt", dataset=DATASET,
                                     what=f"{what} (or {stem}.csv)")
   return path
 
@@ -208,7 +208,7 @@ def load_annotations(root: os.PathLike | str) -> Annotations:
   partition = _parse_pairs(part_path, valid=(0, 1, 2))
   notes = []
   identity = None
-  id_path = common.first_existing([root / "identity_CelebA.txt"])
+  id_path = errors.first_existing([root / "identity_CelebA.txt"])
   if id_path is not None:
     identity = {name: value for name, (value, _) in _parse_pairs(id_path).items()}
   else:
@@ -259,7 +259,7 @@ def make_record(image: np.ndarray, attributes: dict[str, int], *, filename: str,
   sx, sy = w / ALIGNED_HW[1], h / ALIGNED_HW[0]
   x0, y0, x1, y1 = crop_box
   box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-  record = common.base_record(common.crop_resize(image, box, image_size), filename,
+  record = common.base_record(image_io.crop_resize(image, box, image_size), filename,
                               is_face=True)
   record["identity"] = np.int32(identity)
   for name in ATTRIBUTES:
@@ -274,7 +274,7 @@ def make_record(image: np.ndarray, attributes: dict[str, int], *, filename: str,
   return record
 
 
-def file_examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
+def file_examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
                   crop_box=DEFAULT_CROP_BOX, annotations: Annotations | None = None,
                   ) -> Iterator[tuple[str, dict]]:
   """Records of one split from the official/Kaggle files (sorted by file name)."""
@@ -282,7 +282,7 @@ def file_examples(root: epath.Path, split: str, image_size: int, reader: common.
   split_id = SPLITS.index(split)
   for name in sorted(n for n, (s, _) in ann.partition.items() if s == split_id):
     if name not in ann.attributes:
-      raise common.AnnotationError(
+      raise errors.AnnotationError(
           ann.partition_file, ann.partition[name][1],
           f"{name} is listed in the partition file but has no attribute line.")
     image = reader.read(ann.image_dir / name)
@@ -305,7 +305,7 @@ def is_stock_dir(root: os.PathLike | str) -> bool:
 
 
 def convert_stock_example(example: dict, *, image_size: int, crop_box=DEFAULT_CROP_BOX,
-                          filename: str = "", reader: common.ImageReader | None = None,
+                          filename: str = "", reader: image_io.ImageReader | None = None,
                           ) -> dict | None:
   """Converts one record of the stock TFDS ``celeb_a`` into this builder's record.
 
@@ -323,7 +323,7 @@ def convert_stock_example(example: dict, *, image_size: int, crop_box=DEFAULT_CR
   """
   image = example["image"]
   if isinstance(image, (bytes, np.bytes_)):
-    reader = reader or common.ImageReader(DATASET)
+    reader = reader or image_io.ImageReader(DATASET)
     image = reader.decode(bytes(image), filename or "celeb_a record")
     if image is None:
       return None
@@ -338,12 +338,12 @@ def convert_stock_example(example: dict, *, image_size: int, crop_box=DEFAULT_CR
 
 
 def stock_examples(root: epath.Path, split: str, image_size: int,
-                   reader: common.ImageReader, crop_box=DEFAULT_CROP_BOX,
+                   reader: image_io.ImageReader, crop_box=DEFAULT_CROP_BOX,
                    ) -> Iterator[tuple[str, dict]]:
   """Records of one split read from a prepared stock TFDS ``celeb_a`` in ``root``."""
   stock = tfds.builder("celeb_a", data_dir=os.fspath(root))
   if not stock.is_prepared():
-    raise common.missing_path_error(
+    raise errors.missing_path_error(
         stock.data_dir, dataset=DATASET, what="a prepared stock TFDS celeb_a "
         "(dataset_info.json and its record files)")
   dataset = stock.as_dataset(split=split, shuffle_files=False,
@@ -356,7 +356,7 @@ def stock_examples(root: epath.Path, split: str, image_size: int,
       yield key, record
 
 
-def examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
+def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
              crop_box=DEFAULT_CROP_BOX) -> Iterator[tuple[str, dict]]:
   """Records of one split from whichever layout ``root`` holds."""
   if is_stock_dir(root):

@@ -27,7 +27,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import common, errors, image_io
 from facebias_jax.data.builders.celeba import celeba
 from facebias_jax.data.builders.fairface import fairface
 from facebias_jax.data.builders.image_folder import image_folder
@@ -105,9 +105,9 @@ class FacebiasFaceMixture(common.ManualBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)
     config = self.builder_config
-    faces = common.require_path(root / config.faces_dir, dataset=self.name, is_dir=True,
+    faces = errors.require_path(root / config.faces_dir, dataset=self.name, is_dir=True,
                                 what=f"the {config.face_source} faces folder")
-    negatives_dir = common.require_path(root / config.negatives_dir, dataset=self.name,
+    negatives_dir = errors.require_path(root / config.negatives_dir, dataset=self.name,
                                         is_dir=True, what="the non-face images folder")
     negatives = image_folder.assign_splits(negatives_dir, self._source.split_fractions)
     return {split: self._generate_examples(self._mixture_examples, faces, split,
@@ -115,7 +115,7 @@ class FacebiasFaceMixture(common.ManualBuilder):
             for split in self._source.splits(faces)}
 
   def _mixture_examples(self, faces: epath.Path, split: str, image_size: int,
-                        reader: common.ImageReader, negatives) -> Iterator[tuple[str, dict]]:
+                        reader: image_io.ImageReader, negatives) -> Iterator[tuple[str, dict]]:
     """Faces of ``split`` then its negatives, with -1 attributes on the negatives."""
     for key, record in self._source.examples(faces, split, image_size, reader):
       record["filename"] = f"faces/{record['filename']}"

@@ -29,7 +29,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import annotations, common, errors, image_io
 
 DATASET = "facebias_fairface"
 AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69",
@@ -57,24 +57,24 @@ manual_dir:
 """
 
 
-_AGE_INDEX = {common.normalize_name(b): i for i, b in enumerate(AGE_BINS)}
-_AGE_INDEX[common.normalize_name("70+")] = len(AGE_BINS) - 1
-_RACE_INDEX = {common.normalize_name(r): i for i, r in enumerate(RACES)}
+_AGE_INDEX = {annotations.normalize_name(b): i for i, b in enumerate(AGE_BINS)}
+_AGE_INDEX[annotations.normalize_name("70+")] = len(AGE_BINS) - 1
+_RACE_INDEX = {annotations.normalize_name(r): i for i, r in enumerate(RACES)}
 _GENDER = {"male": 1, "female": 0}
 _BOOL = {"true": 1, "false": 0, "1": 1, "0": 0}
 
 
 def read_labels(path: epath.Path) -> list[dict]:
   """Parses one FairFace label CSV into dicts (``file``, ints, ``line_no``)."""
-  header, rows = common.read_csv(path)
-  cols = common.resolve_columns(path, header, COLUMNS, optional=("service_test",))
+  header, rows = annotations.read_csv(path)
+  cols = annotations.resolve_columns(path, header, COLUMNS, optional=("service_test",))
   parsed = []
   for line_no, cells in rows:
     if len(cells) < len(header):
-      raise common.AnnotationError(path, line_no, f"expected {len(header)} fields "
+      raise errors.AnnotationError(path, line_no, f"expected {len(header)} fields "
                                    f"({', '.join(header)}), got {len(cells)}.")
     def lookup(table, column, what, expected):
-      return common.lookup(path, line_no, table, cells[cols[column]], what,
+      return annotations.lookup(path, line_no, table, cells[cols[column]], what,
                            expected=expected)
 
     parsed.append({
@@ -94,7 +94,7 @@ def image_root(manual_dir: epath.Path, first_file: str) -> epath.Path:
     root = manual_dir / sub if sub else manual_dir
     if (root / first_file).is_file():
       return root
-  raise common.missing_path_error(manual_dir / first_file, dataset=DATASET,
+  raise errors.missing_path_error(manual_dir / first_file, dataset=DATASET,
                                   what=f"the image {first_file} named in the label CSV "
                                   f"(also looked under {list(IMAGE_ROOTS[1:])})")
 
@@ -105,10 +105,10 @@ def attribute_features(image_size: int) -> dict[str, tfds.features.FeatureConnec
   return common.int_features(("Male", "age_bin", "Young", "race", "service_test"))
 
 
-def examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
+def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
              ) -> Iterator[tuple[str, dict]]:
   """Records of one split in CSV order."""
-  csv_path = common.require_path(root / LABEL_FILES[split], dataset=DATASET,
+  csv_path = errors.require_path(root / LABEL_FILES[split], dataset=DATASET,
                                  what=f"the {split} label file {LABEL_FILES[split]}")
   rows = read_labels(csv_path)
   if not rows:
@@ -120,7 +120,7 @@ def examples(root: epath.Path, split: str, image_size: int, reader: common.Image
     if image is None:
       continue
     yield row["file"], {
-        **common.base_record(common.resize(image, (size, size)), row["file"], is_face=True),
+        **common.base_record(image_io.resize(image, (size, size)), row["file"], is_face=True),
         "Male": np.int32(row["Male"]), "age_bin": np.int32(row["age_bin"]),
         "Young": np.int32(row["age_bin"] < YOUNG_BINS), "race": np.int32(row["race"]),
         "service_test": np.int32(row["service_test"]),
@@ -147,6 +147,6 @@ class FacebiasFairface(common.ManualBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)
     for split, name in LABEL_FILES.items():  # Fail before writing anything.
-      common.require_path(root / name, dataset=DATASET,
+      errors.require_path(root / name, dataset=DATASET,
                           what=f"the {split} label file {name}")
     return {split: self._generate_examples(examples, root, split) for split in LABEL_FILES}

@@ -20,7 +20,7 @@ from typing import Iterator, Mapping
 from etils import epath
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import common, errors, image_io
 
 DATASET = "facebias_image_folder"
 SPLIT_DIRS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
@@ -42,7 +42,7 @@ def split_folders(root: epath.Path) -> dict[str, epath.Path]:
   """``{split: folder}`` for the split subfolders present under ``root`` (may be empty)."""
   found = {}
   for split, names in SPLIT_DIRS.items():
-    folder = common.first_existing([root / n for n in names])
+    folder = errors.first_existing([root / n for n in names])
     if folder is not None and folder.is_dir():
       found[split] = folder
   return found
@@ -61,12 +61,12 @@ def assign_splits(root: epath.Path, fractions: Mapping[str, float] | None = None
   Returns:
     ``{split: [(image path, folder it is relative to), ...]}`` (sorted paths).
   """
-  common.require_path(root, dataset=DATASET, is_dir=True, what="the images folder")
+  errors.require_path(root, dataset=DATASET, is_dir=True, what="the images folder")
   folders = split_folders(root)
   if folders:
-    return {split: [(p, folder) for p in common.list_images(folder)]
+    return {split: [(p, folder) for p in image_io.list_images(folder)]
             for split, folder in folders.items()}
-  images = common.list_images(root)
+  images = image_io.list_images(root)
   if fractions is None:
     return {"train": [(p, root) for p in images]}
   shares = list(fractions.items())
@@ -79,7 +79,7 @@ def assign_splits(root: epath.Path, fractions: Mapping[str, float] | None = None
 
 
 def examples_from(items: list[tuple[epath.Path, epath.Path]], image_size: int,
-                  reader: common.ImageReader) -> Iterator[tuple[str, dict]]:
+                  reader: image_io.ImageReader) -> Iterator[tuple[str, dict]]:
   """Non-face records (centre square, resized) of the given ``(path, base)`` pairs."""
   size = int(image_size)
   for path, base in items:
@@ -88,12 +88,12 @@ def examples_from(items: list[tuple[epath.Path, epath.Path]], image_size: int,
       continue
     rel = str(path.relative_to(base))
     parts = rel.split("/")
-    square = common.crop_resize(image, common.center_square_box(*image.shape[:2]), size)
+    square = image_io.crop_resize(image, image_io.center_square_box(*image.shape[:2]), size)
     yield rel, {**common.base_record(square, rel, is_face=False),
                 "category": parts[0] if len(parts) > 1 else ""}
 
 
-def examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
+def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
              ) -> Iterator[tuple[str, dict]]:
   """Records of one split of the folder."""
   yield from examples_from(assign_splits(root).get(split, []), image_size, reader)
@@ -113,6 +113,6 @@ class FacebiasImageFolder(common.ManualBuilder):
     root = self._manual_root(dl_manager)
     splits = assign_splits(root)
     if not any(splits.values()):
-      raise common.missing_path_error(root / "*.jpg", dataset=DATASET,
+      raise errors.missing_path_error(root / "*.jpg", dataset=DATASET,
                                       what="JPEG/PNG images (none found)")
     return {split: self._generate_examples(examples, root, split) for split in splits}

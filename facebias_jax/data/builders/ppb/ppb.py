@@ -9,7 +9,7 @@ one ``test`` split, every image a face (``label`` = 1).
 ``PPB-2017-metadata.csv`` lists each image with its gender, Fitzpatrick skin type
 (``numeric``, 1-6) and the binary ``skin color`` (lighter = types I-III, darker =
 IV-VI), plus the country. Some copies of that file use old-Mac ``\\r``-only line
-endings; both are read (:func:`common.read_csv`).
+endings; both are read (:func:`annotations.read_csv`).
 
 Configs:
 
@@ -35,7 +35,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import annotations, common, errors, image_io
 
 DATASET = "facebias_ppb"
 METADATA = "PPB-2017-metadata.csv"
@@ -113,28 +113,28 @@ def parse_skin_type(path, line_no: int, value: str) -> int:
   except ValueError:
     number = -1.0
   if number not in (1, 2, 3, 4, 5, 6):
-    raise common.AnnotationError(path, line_no, f"Fitzpatrick skin type must be 1-6 (or "
+    raise errors.AnnotationError(path, line_no, f"Fitzpatrick skin type must be 1-6 (or "
                                  f"I-VI), got {value!r}.")
   return int(number)
 
 
 def read_metadata(manual_dir: epath.Path) -> list[PpbRow]:
   """Parses ``PPB-2017-metadata.csv`` (any line endings) into rows."""
-  path = common.require_path(_root(manual_dir) / METADATA, dataset=DATASET,
+  path = errors.require_path(_root(manual_dir) / METADATA, dataset=DATASET,
                              what=f"the metadata file {METADATA}")
-  header, rows = common.read_csv(path)
-  cols = common.resolve_columns(path, header, COLUMNS, optional=("skin", "country"))
+  header, rows = annotations.read_csv(path)
+  cols = annotations.resolve_columns(path, header, COLUMNS, optional=("skin", "country"))
   parsed = []
   for line_no, cells in rows:
     if len(cells) < len(header):
-      raise common.AnnotationError(path, line_no, f"expected {len(header)} fields "
+      raise errors.AnnotationError(path, line_no, f"expected {len(header)} fields "
                                    f"({', '.join(header)}), got {len(cells)}.")
     skin_type = parse_skin_type(path, line_no, cells[cols["skin_type"]])
-    skin = (common.lookup(path, line_no, _SKINS, cells[cols["skin"]], "skin color")
+    skin = (annotations.lookup(path, line_no, _SKINS, cells[cols["skin"]], "skin color")
             if "skin" in cols else int(skin_type >= 4))
     parsed.append(PpbRow(
         file=cells[cols["file"]], line_no=line_no,
-        male=common.lookup(path, line_no, _GENDERS, cells[cols["gender"]], "gender"),
+        male=annotations.lookup(path, line_no, _GENDERS, cells[cols["gender"]], "gender"),
         skin_type=skin_type, skin=skin,
         country=cells[cols["country"]] if "country" in cols else ""))
   return parsed
@@ -154,18 +154,18 @@ def process_image(image: np.ndarray, config: PpbConfig, *, detector=None
   """
   size = int(config.image_size)
   if config.mode == "full":
-    return common.resize_pad(image, size)[0], True
+    return image_io.resize_pad(image, size)[0], True
   kwargs = {"detector": detector} if detector is not None else {}
-  return common.face_crop(image, size, margin=float(config.margin), **kwargs)
+  return image_io.face_crop(image, size, margin=float(config.margin), **kwargs)
 
 
-def examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
+def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
              config: PpbConfig | None = None) -> Iterator[tuple[str, dict]]:
   """Records of PPB (only split ``test``) in metadata order."""
   del split  # PPB is one evaluation set.
   config = config or PpbConfig(name=f"cropped_{image_size}", image_size=image_size)
   rows = read_metadata(root)
-  image_dir = common.require_path(_root(root) / "imgs", dataset=DATASET, is_dir=True,
+  image_dir = errors.require_path(_root(root) / "imgs", dataset=DATASET, is_dir=True,
                                   what="the images folder imgs/")
   for row in rows:
     image = reader.read(image_dir / row.file)

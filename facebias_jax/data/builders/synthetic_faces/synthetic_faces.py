@@ -64,6 +64,8 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facebias_jax.data import synthetic
+
 TASKS = ("faces_vs_nonfaces", "sex")
 DEFAULT_SIZES = {"train": 20_000, "validation": 2_000, "test": 4_000}
 # Split ids feed the seed: each split is an independent draw.
@@ -145,15 +147,9 @@ def chunk_seed(base_seed: int, split: str, chunk: int) -> int:
   return int(state.generate_state(1, dtype=np.uint32)[0])
 
 
-def _generator():
-  # Imported lazily so registering the builder does not import the renderer.
-  from facebias_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  return synthetic
-
-
 def attribute_names(config: SyntheticFacesConfig) -> list[str]:
   """Attribute names the generator emits for this config, in a stable order."""
-  sample = _generator().generate(2, seed=0, image_size=config.image_size,
+  sample = synthetic.generate(2, seed=0, image_size=config.image_size,
                                  task=config.task, **dict(config.knobs))
   return sorted(sample["attributes"])
 
@@ -179,7 +175,7 @@ def generate_chunk(task: str, image_size: int, knobs: Mapping[str, Any], count: 
 
   A top-level function so worker processes can run it.
   """
-  data = _generator().generate(count, seed=seed, image_size=image_size, task=task, **knobs)
+  data = synthetic.generate(count, seed=seed, image_size=image_size, task=task, **knobs)
   attributes = {name: np.asarray(values, np.int32)
                 for name, values in data["attributes"].items()}
   records = []

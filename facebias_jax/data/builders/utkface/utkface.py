@@ -32,7 +32,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from facebias_jax.data.builders import common
+from facebias_jax.data.builders import common, errors, image_io
 
 DATASET = "facebias_utkface"
 RACES = ("White", "Black", "Asian", "Indian", "Others")
@@ -88,14 +88,14 @@ def list_files(manual_dir: epath.Path) -> tuple[list[tuple[epath.Path, UtkLabels
   """``([(path, labels), ...], malformed names)`` of the JPEGs in the image folder."""
   folder = image_dir(manual_dir)
   good, bad = [], []
-  for path in common.list_images(folder, recursive=False):
+  for path in image_io.list_images(folder, recursive=False):
     labels = parse_filename(path.name)
     if labels is None:
       bad.append(path.name)
     else:
       good.append((path, labels))
   if not good:
-    raise common.missing_path_error(
+    raise errors.missing_path_error(
         folder / "[age]_[gender]_[race]_[date&time].jpg", dataset=DATASET,
         what="UTKFace images named like 25_0_2_20170116174525125.jpg.chip.jpg"
         + (f" (found only malformed names such as {bad[:3]})" if bad else ""))
@@ -108,7 +108,7 @@ def attribute_features(image_size: int) -> dict[str, tfds.features.FeatureConnec
   return common.int_features(("Male", "age", "Young", "race"))
 
 
-def examples(root: epath.Path, split: str, image_size: int, reader: common.ImageReader,
+def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
              ) -> Iterator[tuple[str, dict]]:
   """Records of one split, sorted by file name."""
   files, malformed = list_files(root)
@@ -126,7 +126,7 @@ def examples(root: epath.Path, split: str, image_size: int, reader: common.Image
       continue
     size = int(image_size)
     yield path.name, {
-        **common.base_record(common.resize(image, (size, size)), path.name, is_face=True),
+        **common.base_record(image_io.resize(image, (size, size)), path.name, is_face=True),
         "Male": np.int32(labels.male), "age": np.int32(labels.age),
         "Young": np.int32(labels.age < YOUNG_BELOW_AGE), "race": np.int32(labels.race),
     }

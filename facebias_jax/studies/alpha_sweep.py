@@ -5,7 +5,8 @@ mean accuracy over demographic groups E[A] and the variance across groups Var[A]
 ``run_alpha_sweep`` trains one DB-VAE per (alpha, seed) with
 ``train.loop.train_and_evaluate`` into ``workdir/alpha_<a>/seed_<s>`` and writes
 ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``workdir`` (see
-``report.summarize_sweep`` for the aggregation).
+``eval.report.summarize_sweep`` for the aggregation). It trains *and* evaluates, so
+it sits above both ``train`` and ``eval``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable, Sequence
 from absl import logging
 
 from facebias_jax.eval import report
+from facebias_jax.train import loop
 
 
 def run_dir(workdir: str, alpha: float, seed: int) -> str:
@@ -67,9 +69,7 @@ def run_alpha_sweep(config: Any, workdir: str, *, alphas: Sequence[float], seeds
   if "debias" not in config:
     raise ValueError("The sweep config has no 'debias' section: use a DB-VAE config such as "
                      "experiments/configs/dbvae_synthetic.py")
-  if train_fn is None:
-    from facebias_jax.train import loop  # lazy: keeps summarising usable without training deps.
-    train_fn = loop.train_and_evaluate
+  train_fn = train_fn or loop.train_and_evaluate
   reports: dict[float, list[dict]] = {}
   runs: dict[float, list[str]] = {}
   for alpha in map(float, alphas):

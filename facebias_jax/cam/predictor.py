@@ -1,14 +1,14 @@
-"""Building blocks of CAM export and the live demo: predictions with maps, captions, tables.
+"""Predictions with their maps, for CAM export, prediction on folders and the live demo.
 
-* :func:`make_predictor`: one jit-compiled call returning the predicted class, its
+* :func:`make_predictor`: one compiled call returning the predicted class, its
   probability and its class activation map for a batch (the demo runs it per frame,
   the export per batch of a dataset split).
-* :func:`class_names` and :func:`prediction_label`: readable captions ("male 0.93").
+* :func:`prediction_label`: a readable caption ("male 0.93").
 * :func:`energy_markdown` / :func:`plot_energy`: the per-group share of CAM energy
   inside the face region (``aggregate.group_energy``) as a table and a bar plot.
 
-Dataset access lives in ``facebias_jax.eval.cam_export`` (``cam`` never imports
-``data``, DESIGN.md).
+Dataset access lives in ``facebias_jax.eval.cam_export`` and class names of a run in
+``facebias_jax.runs`` (``cam`` never imports ``data``, DESIGN.md).
 """
 
 from __future__ import annotations
@@ -20,18 +20,14 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from facebias_jax.cam import methods
+from facebias_jax import models
+from facebias_jax.cam import compute, methods
 
 
-def _predict_maps(graphdef, state, images, targets, *, method: str):
-  model = methods.merge_eval(graphdef, state)
+def _predict_maps(model, images, targets, *, method: str):
   maps, logits, used = methods.maps_from_model(model, images, targets, method=method)
   return used, methods.target_probabilities(logits, used), maps
-
-
-_predict_maps_jit = jax.jit(_predict_maps, static_argnums=(0,), static_argnames=("method",))
 
 
 def resolve_method(model: Any, method: str) -> str:
@@ -56,7 +52,8 @@ def make_predictor(model: Any, method: str = "cam", *, target: int | None = None
                    ) -> Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """A function ``images -> (class, probability, maps)`` compiled once per batch shape.
 
-  The model is split once here (not per call) and run as an eval-mode copy.
+  The model is split once here (not per call) and run as an eval-mode copy
+  (``models.eval_fn``).
 
   Args:
     model: a facebias_jax model.
@@ -69,41 +66,16 @@ def make_predictor(model: Any, method: str = "cam", *, target: int | None = None
     is the resolved method.
   """
   method = resolve_method(model, method)
-  graphdef, state = nnx.split(model)
+  run = models.eval_fn(model, _predict_maps, method=method)
 
   def predict(images: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    images = methods.as_model_images(images)
-    targets = (np.full((len(images),), -1, np.int32) if target is None
-               else methods.as_targets(target, len(images)))
-    cls, prob, maps = jax.device_get(_predict_maps_jit(graphdef, state, jnp.asarray(images),
-                                                       jnp.asarray(targets), method=method))
+    images = compute.as_model_images(images)
+    targets = compute.as_targets(target, len(images))
+    cls, prob, maps = jax.device_get(run(jnp.asarray(images), jnp.asarray(targets)))
     return np.asarray(cls, np.int32), np.asarray(prob, np.float32), np.asarray(maps, np.float32)
 
   predict.method = method
   return predict
-
-
-def class_names(data_name: str = "", label_key: str = "label",
-                num_classes: int = 1) -> tuple[str, ...]:
-  """Readable class names of a task, index = class id.
-
-  Args:
-    data_name: TFDS name of the training data (``config.data.name``).
-    label_key: record feature used as the label (``config.data.label_key``).
-    num_classes: model logits (1 = binary).
-
-  Returns:
-    e.g. ``("female", "male")`` for sex classifiers, ``("non-face", "face")`` for face
-    detection, ``("not smiling", "smiling")`` for label key ``Smiling``.
-  """
-  data_name, label_key = str(data_name or ""), str(label_key or "label")
-  if label_key == "Male" or "/sex" in data_name:
-    return ("female", "male")
-  if label_key == "is_face" or "faces_vs_nonfaces" in data_name:
-    return ("non-face", "face")
-  if label_key != "label" and num_classes <= 2:
-    return (f"not {label_key.lower()}", label_key.lower())
-  return tuple(f"class {i}" for i in range(max(2, int(num_classes))))
 
 
 def prediction_label(names: Sequence[str], predicted: int, probability: float) -> str:

@@ -14,7 +14,7 @@ once (``onednn.main()``); otherwise the first use does (about 5 s). The library 
 in ``$FACEBIAS_NATIVE_DIR`` (default ``~/.cache/facebias_jax/native``) under a name
 that hashes the source, the compiler flags and the jaxlib and oneDNN versions, so an
 upgrade rebuilds it. If anything is missing, ``available()`` is False,
-``unavailable_reason()`` says why, and ``facebias_jax.models.conv`` keeps XLA's own
+``unavailable_reason()`` says why, and ``facebias_jax.ops.conv`` keeps XLA's own
 convolutions.
 """
 
@@ -37,6 +37,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 _SOURCE = pathlib.Path(__file__).with_name("csrc") / "onednn_conv.cc"
 _TARGETS = {"forward": "FacebiasOnednnConvForward",
@@ -221,6 +222,38 @@ def _conv2d_bwd(strides, padding, residuals, g):
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def use_onednn(impl: str) -> bool:
+  """Whether convolutions traced now with the choice ``impl`` go to oneDNN.
+
+  "auto" uses it only on a single CPU device: its FFI calls have no sharding rule, so
+  XLA would gather a batch sharded over several devices onto each of them.
+  """
+  if impl == "onednn":
+    if jax.default_backend() != "cpu":
+      raise ValueError(f"conv impl 'onednn' runs on the CPU backend only, but JAX's default "
+                       f"backend is {jax.default_backend()!r}; use conv_impl='auto' (config.model.conv_impl).")
+    if not available():
+      raise OnednnUnavailable(
+          f"conv impl 'onednn' was asked for but {unavailable_reason()} (or use "
+          "conv_impl='auto' to fall back to XLA's convolutions).")
+    return True
+  return (impl == "auto" and jax.default_backend() == "cpu" and jax.device_count() == 1
+          and available())
+
+
+def strided_conv(x: jax.Array, w: jax.Array, strides: Sequence[int],
+                  padding: Sequence[tuple[int, int]], impl: str) -> jax.Array:
+  """A plain NHWC/HWIO convolution: oneDNN's when ``use_onednn(impl)`` and it takes
+  this shape, else XLA's (what the phase forms of ``ops.phase`` are made of)."""
+  strides = tuple(int(s) for s in strides)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if use_onednn(impl) and supports(x, w, strides, padding):
+    return conv2d(x, w, strides, padding)
+  return lax.conv_general_dilated(x, w, strides, padding,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
 
 
 def main() -> int:

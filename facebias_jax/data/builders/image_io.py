@@ -1,0 +1,224 @@
+"""Image files of the real datasets: decoding with corrupt/truncated detection, crops.
+
+* :class:`ImageReader`: decode with OpenCV, detect corrupt *and truncated* files, skip
+  and count them (or raise under ``strict``), and count other per-split events.
+* :func:`list_images`, :func:`encode_jpeg`, :func:`decode_image`.
+* Crops: :func:`center_square_box`, :func:`crop_resize`, :func:`resize`,
+  :func:`resize_pad`, and :func:`face_crop` (the largest detected face plus a margin,
+  centre-crop fallback; the detector is ``facebias_jax.faces``).
+
+Images are RGB ``uint8`` everywhere; BGR only inside OpenCV calls.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from absl import logging
+import cv2
+from etils import epath
+import numpy as np
+
+from facebias_jax import faces
+from facebias_jax.data.builders.errors import CorruptImageError, missing_path_error
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+JPEG_QUALITY = 95
+# How many offending file names a warning lists before "...".
+_MAX_EXAMPLES_LISTED = 5
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive.
+
+
+def _is_truncated(data: bytes) -> bool:
+  """True when an encoded JPEG/PNG stops before its end marker.
+
+  OpenCV decodes a truncated JPEG without error (it fills the rest with grey and
+  prints a warning), so the end markers are checked here. For JPEG the end-of-image
+  marker must follow the *last* start-of-scan marker: an EXIF thumbnail near the
+  start carries its own EOI, and byte stuffing keeps both markers out of the
+  entropy-coded data.
+  """
+  if data[:2] == b"\xff\xd8":
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0
+  if data[:8] == b"\x89PNG\r\n\x1a\n":
+    return b"IEND" not in data[-32:]
+  return False
+
+
+def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+  """Decodes JPEG/PNG bytes to RGB uint8 ``[H, W, 3]``.
+
+  Args:
+    data: the encoded image.
+    source: where it came from, for the error message.
+
+  Returns:
+    The decoded image.
+
+  Raises:
+    CorruptImageError: undecodable or truncated data.
+  """
+  if not data:
+    raise CorruptImageError(f"{source}: empty image file.")
+  if _is_truncated(data):
+    raise CorruptImageError(f"{source}: the image is truncated (no end marker).")
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise CorruptImageError(f"{source}: not a decodable JPEG/PNG image.")
+  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+  """JPEG bytes of an RGB uint8 image (OpenCV: far faster than TFDS's TF encoder)."""
+  ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[..., ::-1]),
+                         [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+  if not ok:
+    raise RuntimeError(f"cv2.imencode failed on an image of shape {image_rgb.shape}.")
+  return buf.tobytes()
+
+
+class ImageReader:
+  """Reads image files for one builder run, skipping (or raising on) corrupt ones.
+
+  A corrupt or truncated file is skipped with a warning and counted; under
+  ``strict=True`` it raises :class:`CorruptImageError` instead. A *missing* file is
+  always an error (:func:`missing_path_error`): it means the layout is wrong, not
+  that one download went bad. Other per-split events (e.g. "no face found") are
+  counted with :meth:`note` and reported together by :meth:`log_summary`.
+  """
+
+  def __init__(self, dataset: str, *, strict: bool = False):
+    self.dataset = dataset
+    self.strict = bool(strict)
+    self.skipped: list[str] = []
+    self.notes: dict[str, list[str]] = {}
+
+  def read(self, path: os.PathLike | str) -> np.ndarray | None:
+    """RGB uint8 image at ``path``, or None for a corrupt file (when not strict)."""
+    path = epath.Path(path)
+    if not path.is_file():
+      raise missing_path_error(path, dataset=self.dataset, what="an image file")
+    return self.decode(path.read_bytes(), os.fspath(path))
+
+  def decode(self, data: bytes, source: str) -> np.ndarray | None:
+    """Decodes already-read bytes with the same skip/strict policy as :meth:`read`."""
+    try:
+      return decode_image(data, source)
+    except CorruptImageError as err:
+      if self.strict:
+        raise CorruptImageError(f"{self.dataset}: {err} (strict=True; pass strict=False "
+                                "to skip corrupt images with a warning).") from None
+      logging.warning("%s: skipping corrupt image: %s", self.dataset, err)
+      self.skipped.append(source)
+      return None
+
+  def note(self, event: str, source: str) -> None:
+    """Counts a non-fatal event (e.g. ``"no face found, centre crop used"``)."""
+    self.notes.setdefault(event, []).append(source)
+
+  def log_summary(self, split: str, num_written: int) -> str:
+    """Logs (and returns) one line with the counts of this split, then resets them."""
+    parts = [f"{self.dataset} split {split!r}: wrote {num_written} examples"]
+    if self.skipped:
+      parts.append(f"skipped {len(self.skipped)} corrupt image(s) "
+                   f"({_examples(self.skipped)})")
+    for event, sources in self.notes.items():
+      parts.append(f"{event}: {len(sources)} image(s) ({_examples(sources)})")
+    line = "; ".join(parts)
+    (logging.warning if self.skipped or self.notes else logging.info)("%s", line)
+    self.skipped, self.notes = [], {}
+    return line
+
+
+def _examples(items: Sequence[str]) -> str:
+  names = [os.path.basename(str(s)) for s in items[:_MAX_EXAMPLES_LISTED]]
+  return ", ".join(names) + (", ..." if len(items) > _MAX_EXAMPLES_LISTED else "")
+
+
+def list_images(root: os.PathLike | str, *, recursive: bool = True) -> list[epath.Path]:
+  """Image files (JPEG/PNG, any case) under ``root``, sorted, hidden files excluded."""
+  # An explicit walk: epath's rglob refuses "**" on some backends.
+  found, folders = [], [epath.Path(root)]
+  while folders:
+    for path in folders.pop().iterdir():
+      if path.name.startswith("."):
+        continue
+      if path.is_dir():
+        if recursive:
+          folders.append(path)
+      elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        found.append(path)
+  return sorted(found)
+
+
+def center_square_box(height: int, width: int) -> Box:
+  """The largest centred square inside an image."""
+  side = min(height, width)
+  y0, x0 = (height - side) // 2, (width - side) // 2
+  return x0, y0, x0 + side, y0 + side
+
+
+def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
+  """Crops ``box`` (padding with black where it leaves the image) and resizes to size².
+
+  Uses area interpolation when shrinking (no aliasing) and bilinear when enlarging.
+  """
+  x0, y0, x1, y1 = (int(round(v)) for v in box)
+  h, w = image.shape[:2]
+  pad = max(0, -x0, -y0, x1 - w, y1 - h)
+  if pad:
+    image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+  crop = image[y0:y1, x0:x1]
+  return resize(crop, (size, size))
+
+
+def resize(image: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+  """Resizes to ``(height, width)``; area interpolation down, bilinear up."""
+  h, w = image.shape[:2]
+  if (h, w) == tuple(shape_hw):
+    return np.ascontiguousarray(image)
+  shrink = shape_hw[0] * shape_hw[1] < h * w
+  return cv2.resize(image, (shape_hw[1], shape_hw[0]),
+                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+  """Resizes keeping the aspect ratio so the long side is ``size``, pads to size².
+
+  Returns:
+    ``(image, scale, (x_offset, y_offset))``: a point ``(x, y)`` of the input lands
+    at ``(x * scale + x_offset, y * scale + y_offset)`` in the output.
+  """
+  h, w = image.shape[:2]
+  scale = size / max(h, w)
+  new_h, new_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+  small = resize(image, (new_h, new_w))
+  out = np.zeros((size, size, 3), np.uint8)
+  y_off, x_off = (size - new_h) // 2, (size - new_w) // 2
+  out[y_off:y_off + new_h, x_off:x_off + new_w] = small
+  return out, scale, (x_off, y_off)
+
+
+def face_crop(image_rgb: np.ndarray, size: int, *, margin: float = 0.2,
+              detector: Callable[[np.ndarray], Box | None] = faces.detect_largest_face,
+              ) -> tuple[np.ndarray, bool]:
+  """Crops the largest detected face with a margin and resizes it to size².
+
+  Args:
+    image_rgb: RGB uint8 image.
+    size: output side.
+    margin: extra context on each side, as a fraction of the face box side.
+    detector: returns the face box or None (the Haar cascade by default).
+
+  Returns:
+    ``(crop, found)``; when no face is found the largest centred square is used
+    and ``found`` is False (callers count these).
+  """
+  box = detector(image_rgb)
+  if box is None:
+    return crop_resize(image_rgb, center_square_box(*image_rgb.shape[:2]), size), False
+  return crop_resize(image_rgb, faces.square_around(box, margin), size), True

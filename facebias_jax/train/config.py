@@ -1,0 +1,130 @@
+"""A training config's checks and what it builds: the model options and the optimizer.
+
+``validate_config`` refuses a config before anything is written or trained, with a
+message that names the field and the fix. ``optimizer_kwargs`` /
+``make_optimizer_from_config`` turn ``config.train`` into the optax transformation
+(``steps.make_optimizer``); the model comes from ``runs.build_model``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+
+from facebias_jax import imaging
+from facebias_jax.data import sampling
+from facebias_jax.models import MODELS
+from facebias_jax.ops import conv as conv_lib
+from facebias_jax.train import debias, steps as steps_lib
+
+SAMPLING_MODES = ("uniform", "balanced", "dbvae")
+RECONSTRUCTION_LOSSES = ("l1", "l2")
+SECTIONS = ("model", "data", "train", "debias", "eval")
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ValueError(f"invalid config: {message}")
+
+
+def _check_model_data(m: Any, d: Any) -> None:
+  _check(m.name in MODELS, f"config.model.name={m.name!r} is not one of {sorted(MODELS)}")
+  _check(int(m.get("num_classes", 1)) >= 1, "config.model.num_classes must be >= 1")
+  _check(m.get("conv_impl", "auto") in conv_lib.CONV_IMPLS,
+         f"config.model.conv_impl={m.get('conv_impl')!r} is not one of "
+         f"{conv_lib.CONV_IMPLS}")
+  _check(bool(d.name), "config.data.name must name a TFDS dataset, e.g. "
+         "'facebias_synthetic_faces/faces_vs_nonfaces_64'")
+  _check(d.image_size is not None and int(d.image_size) > 0,
+         f"config.data.image_size must be positive, got {d.image_size!r}")
+  _check(d.normalize in imaging.NORMALIZATIONS,
+         f"config.data.normalize={d.normalize!r} is not one of {imaging.NORMALIZATIONS}")
+
+
+def _check_train(m: Any, t: Any) -> None:
+  _check(int(t.batch_size) > 0, f"config.train.batch_size must be positive, got {t.batch_size}")
+  _check(int(t.max_steps) > 0 or int(t.num_epochs) > 0,
+         "set config.train.num_epochs > 0 or config.train.max_steps > 0")
+  _check(float(t.learning_rate) > 0, f"config.train.learning_rate must be > 0, got "
+         f"{t.learning_rate}")
+  _check(t.get("optimizer", "adam") in steps_lib.OPTIMIZERS,
+         f"config.train.optimizer={t.get('optimizer')!r} is not one of {steps_lib.OPTIMIZERS}")
+  _check(t.get("schedule", "constant") in steps_lib.SCHEDULES,
+         f"config.train.schedule={t.get('schedule')!r} is not one of {steps_lib.SCHEDULES}")
+  # Negative values would not fail: clipping to -1 flips the gradient's sign and the
+  # run trains uphill; a negative decay grows the weights.
+  for field in ("grad_clip_norm", "weight_decay", "warmup_steps"):
+    _check(float(t.get(field, 0)) >= 0, f"config.train.{field} must be >= 0, got {t.get(field)}")
+  _check(0.0 <= float(t.get("momentum", 0.9)) < 1.0,
+         f"config.train.momentum must be in [0, 1), got {t.get('momentum')}")
+  for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    _check(int(t[field]) > 0, f"config.train.{field} must be positive, got {t[field]}")
+  _check(t.sampling in SAMPLING_MODES,
+         f"config.train.sampling={t.sampling!r} is not one of {SAMPLING_MODES}")
+  _check(t.balance_mode in sampling.BALANCE_MODES,
+         f"config.train.balance_mode={t.balance_mode!r} is not one of {sampling.BALANCE_MODES}")
+  if t.sampling == "balanced":
+    _check(bool(t.balance_groups), "config.train.sampling='balanced' needs "
+           "config.train.balance_groups, e.g. 'skin,Male'")
+  if t.sampling == "dbvae":
+    _check(m.name == "dbvae", "config.train.sampling='dbvae' needs config.model.name='dbvae' "
+           f"(the probabilities come from its latent space), got {m.name!r}")
+  if t.face_nonface_batches:
+    _check(int(t.batch_size) % 2 == 0, "config.train.face_nonface_batches needs an even "
+           f"batch size, got {t.batch_size}")
+
+
+def _check_debias(m: Any, d: Any, b: Any) -> None:
+  _check(int(b.bins) >= 1, f"config.debias.bins must be >= 1, got {b.bins}")
+  _check(float(b.smoothing) >= 0, f"config.debias.smoothing must be >= 0, got {b.smoothing}")
+  _check(b.combine in debias.COMBINE_MODES,
+         f"config.debias.combine={b.combine!r} is not one of {debias.COMBINE_MODES}")
+  _check(float(b.kl_weight) >= 0, f"config.debias.kl_weight must be >= 0, got {b.kl_weight}")
+  _check(b.reconstruction_loss in RECONSTRUCTION_LOSSES,
+         f"config.debias.reconstruction_loss={b.reconstruction_loss!r} is not one of "
+         f"{RECONSTRUCTION_LOSSES}")
+  if m.name == "dbvae":
+    _check(d.normalize == "unit", "the DB-VAE reconstructs [0, 1] images: use "
+           "config.data.normalize='unit'")
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """Checks a training config; raises ValueError naming the field and the fix.
+
+  Args:
+    config: the training config (sections model, data, train, debias, eval).
+    num_devices: devices the batch is split over (default ``jax.device_count()``).
+  """
+  for section in SECTIONS:
+    _check(section in config, f"missing section config.{section}")
+  m, d, t, b, e = (config[s] for s in SECTIONS)
+  _check_model_data(m, d)
+  _check_train(m, t)
+  _check_debias(m, d, b)
+  _check(int(e.batch_size) > 0, f"config.eval.batch_size must be positive, got {e.batch_size}")
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  _check(int(t.batch_size) % num_devices == 0,
+         f"config.train.batch_size={t.batch_size} does not divide across {num_devices} "
+         f"devices; use a multiple of {num_devices}")
+
+
+def optimizer_kwargs(config: Any, *, total_steps: int) -> dict:
+  """Keyword arguments of ``steps.make_optimizer`` from ``config.train``."""
+  t = config.train
+  return {"learning_rate": float(t.learning_rate), "total_steps": int(total_steps),
+          "optimizer": t.get("optimizer", "adam"),
+          "schedule": t.get("schedule", "constant"),
+          "warmup_steps": int(t.get("warmup_steps", 0)),
+          "grad_clip_norm": float(t.get("grad_clip_norm", 0.0)),
+          "weight_decay": float(t.get("weight_decay", 0.0)),
+          "momentum": float(t.get("momentum", 0.9)),
+          "nesterov": bool(t.get("nesterov", False))}
+
+
+def make_optimizer_from_config(config: Any, *, total_steps: int) -> optax.GradientTransformation:
+  """The optimizer ``config.train`` describes (see ``steps.make_optimizer``)."""
+  kwargs = optimizer_kwargs(config, total_steps=total_steps)
+  return steps_lib.make_optimizer(kwargs.pop("learning_rate"), **kwargs)
