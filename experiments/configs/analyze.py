@@ -15,6 +15,8 @@ separated by ``;``, each a comma-separated list of attributes), ``data_dir``,
 
 import ml_collections
 
+from experiments.configs.common import optional
+
 
 def get_config() -> ml_collections.ConfigDict:
   """The analysis defaults (see the module docstring)."""
@@ -22,8 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = "facebias_synthetic_faces/faces_vs_nonfaces_64"
   config.split = "train"
   config.groups = "skin,Male"
-  config.data_dir = ml_collections.FieldReference(None, field_type=str)
-  config.manual_dir = ml_collections.FieldReference(None, field_type=str)
+  config.data_dir = optional(str)
+  config.manual_dir = optional(str)
   config.prepare = True
   config.samples_per_group = 16
   config.seed = 0

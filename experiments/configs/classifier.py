@@ -17,19 +17,25 @@ unused by plain classifiers), ``eval`` (per-group evaluation at the end).
 import ml_collections
 
 
+def model_section(name: str, **options) -> ml_collections.ConfigDict:
+  """``config.model``: a ``get_model`` name, one logit, the convolution choice, options.
+
+  Variants replace the whole section with their own model (``dbvae.py``,
+  ``resnet18_sex.py``), so the fields every model takes are set here once.
+  """
+  # conv_impl: the convolution kernels (facebias_jax.ops.conv): "auto" (oneDNN on one
+  # CPU device, else XLA's), "onednn", "fast" or "xla"; values and checkpoints do not
+  # depend on it.
+  return ml_collections.ConfigDict({"name": name, "num_classes": 1, "conv_impl": "auto",
+                                    **options})
+
+
 def get_config() -> ml_collections.ConfigDict:
   """The default classifier config (see the module docstring)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "standard_cnn"
-  config.model.num_classes = 1
-  config.model.filters = 12       # standard CNN: the lab's 12-24-48-72 channels.
-  config.model.hidden_dim = 512
-  # Convolution kernels (facebias_jax.ops.conv): "auto" (oneDNN on one CPU device, else
-  # XLA's), "onednn", "fast" or "xla"; values and checkpoints do not depend on it.
-  config.model.conv_impl = "auto"
+  # standard CNN: the lab's 12-24-48-72 channels and 512-unit hidden layer.
+  config.model = model_section("standard_cnn", filters=12, hidden_dim=512)
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "facebias_synthetic_faces/faces_vs_nonfaces_64"

@@ -18,15 +18,8 @@ from experiments.configs import classifier
 def get_config() -> ml_collections.ConfigDict:
   """The default DB-VAE config (see the module docstring)."""
   config = classifier.get_config()
-  conv_impl = config.model.conv_impl
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "dbvae"
-  config.model.num_classes = 1
-  config.model.conv_impl = conv_impl
-  config.model.latent_dim = 100
-  config.model.filters = 12
-  config.model.hidden_dim = 512
-  config.model.encoder = "standard_cnn"
+  config.model = classifier.model_section("dbvae", latent_dim=100, filters=12,
+                                          hidden_dim=512, encoder="standard_cnn")
   config.train.sampling = "dbvae"
   config.train.face_nonface_batches = True
   return config

@@ -23,24 +23,23 @@ this longer side, 0 = full size: faster, misses small faces).
 
 import ml_collections
 
+from experiments.configs.common import add_run_fields, optional
 from facebias_jax import faces
 
 
 def get_config() -> ml_collections.ConfigDict:
   """The demo defaults (see the module docstring)."""
-  config = ml_collections.ConfigDict()
-  config.run = ml_collections.FieldReference(None, field_type=str)
-  config.step = ml_collections.FieldReference(None, field_type=int)
-  config.camera = ml_collections.FieldReference(None, field_type=int)
-  config.video = ml_collections.FieldReference(None, field_type=str)
-  config.image = ml_collections.FieldReference(None, field_type=str)
-  config.output = ml_collections.FieldReference(None, field_type=str)
+  config = add_run_fields(ml_collections.ConfigDict(), data=False)
+  config.camera = optional(int)
+  config.video = optional(str)
+  config.image = optional(str)
+  config.output = optional(str)
   config.headless = False
   config.method = "auto"
   config.margin = 0.25
   config.max_faces = 4
   config.alpha = 0.45
-  config.class_names = ml_collections.FieldReference(None, field_type=str)
+  config.class_names = optional(str)
   config.max_frames = 0
   config.warmup = True
 

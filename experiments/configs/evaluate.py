@@ -22,24 +22,15 @@ the statistics (``n_boot``, ``seed``, ``threshold``, ``undefined_rates``).
 
 import ml_collections
 
-_STR = dict(field_type=str)
-_INT = dict(field_type=int)
+from experiments.configs.common import add_run_fields, optional
 
 
 def get_config() -> ml_collections.ConfigDict:
   """The evaluation defaults (see the module docstring)."""
-  config = ml_collections.ConfigDict()
-  config.run = ml_collections.FieldReference(None, **_STR)
-  config.compare = ml_collections.FieldReference(None, **_STR)
-  config.labels = ml_collections.FieldReference(None, **_STR)
-  config.step = ml_collections.FieldReference(None, **_INT)
-  config.dataset = ml_collections.FieldReference(None, **_STR)
-  config.split = ml_collections.FieldReference(None, **_STR)
-  config.data_dir = ml_collections.FieldReference(None, **_STR)
-  config.manual_dir = ml_collections.FieldReference(None, **_STR)
-  config.label_key = ml_collections.FieldReference(None, **_STR)
-  config.groups = ml_collections.FieldReference(None, **_STR)
-  config.batch_size = ml_collections.FieldReference(None, **_INT)
+  config = add_run_fields(ml_collections.ConfigDict())
+  config.compare = optional(str)
+  config.labels = optional(str)
+  config.batch_size = optional(int)
   config.protocol = "classification"  # or "detection"
   config.n_boot = 1000                # bootstrap resamples of the 95% CIs (0: none)
   config.seed = 0
@@ -50,6 +41,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.detection.scales = (1.0, 0.75, 0.5)  # window sides / shorter image side
   config.detection.stride_frac = 0.25         # stride / window side
   config.detection.logit_threshold = 0.0      # a face when the best window's logit is above
-  config.detection.image_size = ml_collections.FieldReference(None, **_INT)  # as stored
+  config.detection.image_size = optional(int)  # full images as stored
   config.detection.windows_per_call = 256
   return config

@@ -9,7 +9,7 @@ come from the run's own config (``config.data.*``, ``config.eval.groups``)::
       --config.dataset=facebias_celeba/crop_64 --config.manual_dir=~/data/celeba \
       --config.groups=Male,Pale_Skin --config.method=gradcam --workdir=workdirs/cam_celeba
 
-Fields: ``run`` (``--run``/``--checkpoint``), ``step``; the data (``dataset``,
+Fields: ``run`` (``--run``/``--checkpoint``), ``step``; the data (``dataset``, ``label_key``,
 ``split``, ``data_dir``, ``manual_dir``, ``groups``; ``group`` exports one group only);
 ``method`` (``auto`` = ``cam`` for GAP + linear heads, else ``gradcam``; or any of
 ``facebias_jax.cam.METHODS``), ``target`` (class explained; default the prediction);
@@ -20,27 +20,19 @@ and the synthetic set), ``seed`` (image selection).
 
 import ml_collections
 
-_STR = dict(field_type=str)
-_INT = dict(field_type=int)
+from experiments.configs.common import add_run_fields, optional
 
 
 def get_config() -> ml_collections.ConfigDict:
   """The CAM export defaults (see the module docstring)."""
-  config = ml_collections.ConfigDict()
-  config.run = ml_collections.FieldReference(None, **_STR)
-  config.step = ml_collections.FieldReference(None, **_INT)
-  config.dataset = ml_collections.FieldReference(None, **_STR)
-  config.split = ml_collections.FieldReference(None, **_STR)
-  config.data_dir = ml_collections.FieldReference(None, **_STR)
-  config.manual_dir = ml_collections.FieldReference(None, **_STR)
-  config.groups = ml_collections.FieldReference(None, **_STR)
-  config.group = ml_collections.FieldReference(None, **_STR)
+  config = add_run_fields(ml_collections.ConfigDict())
+  config.group = optional(str)
   config.method = "auto"
-  config.target = ml_collections.FieldReference(None, **_INT)
+  config.target = optional(int)
   config.max_images = 256
   config.grid_size = 36
   config.batch_size = 64
   config.image_format = "png"
-  config.aligned = ml_collections.FieldReference(None, field_type=bool)
+  config.aligned = optional(bool)
   config.seed = 0
   return config

@@ -20,12 +20,8 @@ from experiments.configs import classifier
 def get_config() -> ml_collections.ConfigDict:
   """ResNet-18 for sex classification on the synthetic faces."""
   config = classifier.get_config()
-  conv_impl = config.model.conv_impl
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "resnet18"
-  config.model.num_classes = 1
-  config.model.conv_impl = conv_impl
-  config.model.small_inputs = True  # 3x3 stem, no max-pool: keeps 64 px maps 8x8.
+  # small_inputs: 3x3 stem, no max-pool: keeps 64 px maps 8x8.
+  config.model = classifier.model_section("resnet18", small_inputs=True)
   config.data.name = "facebias_synthetic_faces/sex_64"
   config.debias.face_key = "is_face"
   return config

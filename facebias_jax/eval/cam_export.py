@@ -206,7 +206,7 @@ def export_cam(config: ml_collections.ConfigDict, workdir: str, *, progress: boo
   group_spec = pick("groups", "eval.groups", "skin,Male")
   image_size = int(runs.config_value(run.config, "data.image_size"))
   normalize = str(runs.config_value(run.config, "data.normalize", "unit"))
-  label_key = str(runs.config_value(run.config, "data.label_key", "label"))
+  label_key = str(pick("label_key", "data.label_key", "label"))
   aligned = config.aligned
   if aligned is None:
     aligned = any(key in str(dataset) for key in ALIGNED_DATASETS)
