@@ -240,23 +240,23 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
 
 
-def reader(workdir: str) -> ocp.CheckpointManager:
-  """A read-only orbax manager of a workdir's checkpoints: it lists finished steps
-  only and never writes, deletes or cleans up (a training run may be writing)."""
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                         cleanup_tmp_directories=False)
-  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
-
-
 def finished_steps(workdir: str) -> list[int]:
-  """Steps of the finished checkpoints of a workdir, ascending ([] if none)."""
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  """Steps of the finished checkpoints of a workdir, ascending ([] if none).
+
+  Orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it to
+  ``<step>`` once every item is on disk, so a folder named by digits alone is finished.
+  Listing never writes, deletes or cleans anything (a training run may be writing).
+  """
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
     return []
-  manager = reader(workdir)
-  try:
-    return sorted(int(s) for s in manager.all_steps())
-  finally:
-    manager.close()
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+
+
+def step_dir(workdir: str, step: int) -> str:
+  """The folder of one checkpoint step."""
+  return os.path.join(checkpoint_dir(workdir), str(int(step)))
 
 
 @dataclasses.dataclass
@@ -301,12 +301,9 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                         model_item(params, rest))
-  manager = reader(workdir)
-  try:
-    restored = manager.restore(int(step), args=ocp.args.Composite(
-        **{MODEL_ITEM: ocp.args.StandardRestore(target)}))[MODEL_ITEM]
-  finally:
-    manager.close()
+  # A plain checkpointer on the item's folder: reads only (no manager, no cleanup).
+  with ocp.StandardCheckpointer() as checkpointer:
+    restored = checkpointer.restore(os.path.join(step_dir(workdir, step), MODEL_ITEM), target)
   model = nnx.merge(graphdef, restored["params"], restored["model_state"])
   model.eval()
   return Run(model=model, config=config, step=int(step), workdir=workdir)
