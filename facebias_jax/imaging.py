@@ -154,3 +154,62 @@ def load_image(path: str) -> np.ndarray:
   if bgr is None:
     raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# ----------------------------------------------------------------------------- skin tone
+
+# sRGB (D65) -> CIE XYZ, and the D65 reference white (IEC 61966-2-1; CIE 15).
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+# Skin pixels an ITA is computed from: at least this many, else it is unknown (NaN).
+MIN_SKIN_PIXELS = 16
+
+
+def srgb_to_lab(image_rgb: np.ndarray) -> np.ndarray:
+  """CIELAB ``[..., 3]`` (L* in [0, 100]) of sRGB uint8 pixels, D65 white."""
+  c = np.asarray(image_rgb, np.float64) / 255.0
+  linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+  t = (linear @ _RGB_TO_XYZ.T) / _D65_WHITE
+  delta = 6.0 / 29.0
+  f = np.where(t > delta ** 3, np.cbrt(t), t / (3 * delta ** 2) + 4.0 / 29.0)
+  return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
+                   200.0 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def ita_degrees(image_rgb: np.ndarray, skin_mask: np.ndarray) -> float:
+  """Individual Typology Angle of the skin pixels of an image, in degrees.
+
+  ITA = arctan((L* - 50) / b*) (Chardon et al. 1991), computed per pixel in CIELAB
+  (``arctan2``, so a pixel with b* <= 0 still gets an angle) and summarised by the
+  median, which a few non-skin pixels inside the mask (eyes, brows, lips) do not move.
+  Lighting, exposure and make-up change it too: it estimates the skin tone of the
+  photograph, not of the person (docs/skin_tone.md).
+
+  Args:
+    image_rgb: uint8 ``[H, W, 3]``.
+    skin_mask: bool ``[H, W]``, True on skin.
+
+  Returns:
+    The angle (larger = lighter: > 55 very light ... < -30 dark), or NaN with fewer
+    than ``MIN_SKIN_PIXELS`` skin pixels.
+  """
+  mask = np.asarray(skin_mask, bool)
+  if mask.shape != np.asarray(image_rgb).shape[:2]:
+    raise ValueError(f"skin mask {mask.shape} does not match the image "
+                     f"{np.asarray(image_rgb).shape[:2]}")
+  if mask.sum() < MIN_SKIN_PIXELS:
+    return float("nan")
+  lab = srgb_to_lab(np.asarray(image_rgb)[mask])
+  ita = np.degrees(np.arctan2(lab[:, 0] - 50.0, lab[:, 2]))
+  return float(np.median(ita))
+
+
+def central_face_mask(height: int, width: int) -> np.ndarray:
+  """The skin region assumed on a face crop without landmarks or masks: the central box
+  of cheeks and nose (x in [0.3, 0.7], y in [0.45, 0.7] of the crop), below the eyes and
+  above the mouth."""
+  mask = np.zeros((height, width), bool)
+  mask[int(0.45 * height):int(0.7 * height), int(0.3 * width):int(0.7 * width)] = True
+  return mask

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from facebias_jax.data import groups, sources
 from facebias_jax.data.builders import errors
 from facebias_jax.data.builders.celeba import celeba
 import builder_fixtures as bf
@@ -39,6 +40,21 @@ def test_official_txt_layout_round_trip(tmp_path):
       # Landmarks map from the aligned frame through the crop (0, 32)-(178, 210).
       xy = np.array(bf.landmarks_of(name), np.float32).reshape(5, 2)
       np.testing.assert_allclose(r["landmarks"], (xy - [0, 32]) * 32 / 178, rtol=1e-5)
+      # The cheeks the skin tone is read from: two small discs between eyes and mouth.
+      cheeks = celeba.cheek_mask(xy, celeba.ALIGNED_HW)
+      assert 100 <= cheeks.sum() < 0.05 * np.prod(celeba.ALIGNED_HW)
+      ys, xs = np.nonzero(cheeks)
+      assert xy[:2, 1].max() < ys.min() and ys.max() < xy[3:, 1].min()
+      assert np.isfinite(r["skin_ita"])
+  # CelebA has no skin-type label: its groups say "pale" / "not_pale", never "darker".
+  source = sources.load_source(NAME, split="train+validation+test", data_dir=data_dir,
+                               prepare=False)
+  attributes = sources.read_attributes(source)
+  names = groups.assign_groups(attributes, "Male,Pale_Skin").tolist()
+  assert set(names) <= {"male_pale", "male_not_pale", "female_pale", "female_not_pale"}
+  with pytest.raises(ValueError, match="no labelled skin type.*Pale_Skin is CelebA's"):
+    groups.assign_groups(attributes, "skin,Male")
+  assert set(groups.assign_groups(attributes, "ita_tone")) <= {"ita_lighter", "ita_darker"}
 
 
 def test_kaggle_csv_layout_without_identity(tmp_path):

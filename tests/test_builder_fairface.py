@@ -3,6 +3,7 @@
 from etils import epath
 import pytest
 
+from facebias_jax.data import groups, sources
 from facebias_jax.data.builders import errors
 from facebias_jax.data.builders.fairface import fairface
 import builder_fixtures as bf
@@ -23,6 +24,13 @@ def test_round_trip_train_and_validation(tmp_path):
   assert [fairface.RACES[int(r["race"])] for r in train + val] == [
       "East Asian", "Latino_Hispanic", "Black", "Middle Eastern", "White"]
   assert [int(r["service_test"]) for r in val] == [0, 1]
+  source = sources.load_source("facebias_fairface/size_32", split="train",
+                               data_dir=str(tmp_path / "data"), prepare=False)
+  names = sources.value_names(source)
+  got = groups.assign_groups(sources.read_attributes(source), "race,age_bin",
+                             value_names=names)
+  assert got.tolist() == ["east_asian_age_bin_20-29", "latino_hispanic_more_than_70",
+                          "black_age_bin_3-9"]
 
 
 def test_bad_label_names_line(tmp_path):

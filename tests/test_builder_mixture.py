@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from facebias_jax.data import groups, sources
 from facebias_jax.data.builders.celeba import celeba
 from facebias_jax.data.builders.face_mixture import face_mixture
 from facebias_jax.data.builders.image_folder import image_folder
@@ -20,6 +21,11 @@ def test_image_folder_split_dirs_and_flat(tmp_path):
                                                       "class0/img4.jpg"]
   assert all(r["label"] == 0 and r["is_face"] == 0 and r["category"] == b"class0"
              for r in train)
+  # Text attributes are columns and group like any other.
+  source = sources.load_source("facebias_image_folder/size_32", split="train",
+                               data_dir=str(tmp_path / "d1"), prepare=False)
+  assert groups.assign_groups(sources.read_attributes(source), "category").tolist() == [
+      "class0"] * 3
   flat = bf.write_negatives(str(tmp_path / "flat"))
   builder = bf.prepare(image_folder.FacebiasImageFolder, "size_32", str(tmp_path / "d2"),
                        flat)

@@ -1,5 +1,9 @@
 """``facebias_utkface``: labels from file names, malformed names, hash split."""
 
+import numpy as np
+import pytest
+
+from facebias_jax.data import groups, sources
 from facebias_jax.data.builders.utkface import utkface
 import builder_fixtures as bf
 
@@ -30,3 +34,22 @@ def test_round_trip_with_malformed_names_counted(tmp_path):
   summary = builder.summaries["train"]  # Both malformed names hash to train.
   assert "malformed file name" in summary and "2 image(s)" in summary
   assert "39_1_20170116174525125.jpg.chip.jpg" in summary
+
+
+def test_group_names_use_the_dataset_race_names(tmp_path):
+  manual = bf.write_utkface(str(tmp_path / "manual"))
+  data_dir = str(tmp_path / "data")
+  bf.prepare(utkface.FacebiasUtkface, "size_32", data_dir, manual)
+  source = sources.load_source("facebias_utkface/size_32", split="train+test",
+                               data_dir=data_dir, prepare=False)
+  names = sources.value_names(source)
+  assert names == {"race": list(utkface.RACES)}
+  attributes = sources.read_attributes(source)
+  got = groups.assign_groups(attributes, "race,Male", value_names=names)
+  expected = [f"{utkface.RACES[r].lower()}_{'male' if m else 'female'}"
+              for r, m in zip(attributes["race"], attributes["Male"])]
+  np.testing.assert_array_equal(got, expected)
+  assert not any(n.startswith(("not_race", "race")) for n in got)
+  # UTKFace labels no skin type: the default "skin,Male" says so and lists what there is.
+  with pytest.raises(ValueError, match=r"no labelled skin type.*Available: .*ita_tone.*race"):
+    groups.assign_groups(attributes, "skin,Male", value_names=names)

@@ -151,8 +151,14 @@ def test_read_attributes_equal_records_and_are_cached(source, records, data_dir)
   attributes = sources.read_attributes(source)
   assert "label" not in attributes and {"Male", "Young", "skin_type", "is_face"} <= set(attributes)
   for name, values in attributes.items():
-    assert values.dtype == np.int32
+    assert values.dtype == (np.float32 if name == "skin_ita" else np.int32), name
     np.testing.assert_array_equal(values, [r[name] for r in records])
+  # The estimated skin tone: NaN on non-faces, lighter for lower Fitzpatrick types.
+  ita, skin_type = attributes["skin_ita"], attributes["skin_type"]
+  assert np.isnan(ita[attributes["is_face"] == 0]).all()
+  faces = attributes["is_face"] == 1
+  assert np.isfinite(ita[faces]).all()
+  assert ita[faces & (skin_type <= 2)].mean() > ita[faces & (skin_type >= 4)].mean() + 30
   np.testing.assert_array_equal(sources.read_column(source, "label"),
                                 [r["label"] for r in records])
   cache = os.path.join(source.dataset_info.data_dir, "columns-train.npz")
@@ -161,6 +167,8 @@ def test_read_attributes_equal_records_and_are_cached(source, records, data_dir)
   np.testing.assert_array_equal(sources.read_attributes(source)["Male"], attributes["Male"])
   with pytest.raises(KeyError, match="'image' is not an integer scalar feature"):
     sources.read_column(source, "image")
+  with pytest.raises(KeyError, match="'skin_ita' is not an integer"):
+    sources.read_column(source, "skin_ita")
 
 
 def test_in_memory_sources_work(records):

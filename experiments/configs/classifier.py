@@ -83,4 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.groups = "skin,Male"
   config.eval.batch_size = 128
   config.eval.n_boot = 1000
+  # Groups with fewer examples are reported with their counts but left out of the
+  # fairness summary (a worst group of n=1 says nothing).
+  config.eval.min_group_size = 20
   return config

@@ -17,7 +17,8 @@ Fields: ``run`` (a training workdir; ``--run``/``--checkpoint``) or ``compare``
 newest checkpoint); the data (``dataset``, ``split``, ``data_dir``, ``manual_dir``,
 ``label_key``, ``groups``); ``protocol`` (``classification``, or ``detection``: the
 DB-VAE paper's PPB protocol, sliding windows over full images, see ``detection``);
-the statistics (``n_boot``, ``seed``, ``threshold``, ``undefined_rates``).
+the statistics (``n_boot``, ``seed``, ``threshold``, ``undefined_rates``,
+``min_group_size``).
 """
 
 import ml_collections
@@ -36,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.threshold = 0.5              # on the positive-class probability
   config.undefined_rates = "ignore"   # or "zero" (fairlearn's convention)
+  # Groups with fewer examples are reported but left out of the fairness summary
+  # (default: the run's eval.min_group_size, else 20).
+  config.min_group_size = optional(int)
 
   config.detection = ml_collections.ConfigDict()
   config.detection.scales = (1.0, 0.75, 0.5)  # window sides / shorter image side

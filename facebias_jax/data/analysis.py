@@ -30,21 +30,62 @@ UNKNOWN_VALUE = -1
 THUMB_SIZE = 96  # Grid tiles are resized to this side so any dataset tiles evenly.
 
 
-def _value_key(value: int) -> str:
-  return "unknown" if value == UNKNOWN_VALUE else str(int(value))
+# Attributes with more distinct values than this (identities, file ids) are summarised:
+# their count of distinct values and the most frequent ones, not a row per value.
+MAX_LISTED_VALUES = 20
+TOP_VALUES = 10
 
 
-def attribute_counts(attributes: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-  """Per attribute: ``counts`` and ``fractions`` of each value (-1 -> "unknown")."""
+def _value_key(value: Any, names: Sequence[str] | None = None) -> str:
+  if isinstance(value, str):
+    return value if value else "unknown"
+  if value == UNKNOWN_VALUE:
+    return "unknown"
+  value = int(value)
+  return f"{value} ({names[value]})" if names is not None and 0 <= value < len(names) else str(value)
+
+
+def _real_summary(values: np.ndarray) -> dict[str, Any]:
+  known = values[np.isfinite(values)]
+  summary: dict[str, Any] = {"kind": "real", "known": int(known.size),
+                             "unknown": int(values.size - known.size)}
+  if known.size:
+    q = np.percentile(known, [0, 10, 50, 90, 100])
+    summary.update(mean=float(known.mean()), min=float(q[0]), p10=float(q[1]),
+                   median=float(q[2]), p90=float(q[3]), max=float(q[4]))
+  return summary
+
+
+def attribute_counts(attributes: Mapping[str, np.ndarray], *,
+                     value_names: Mapping[str, Sequence[str]] | None = None
+                     ) -> dict[str, dict[str, Any]]:
+  """Per attribute: ``counts`` and ``fractions`` of each value (-1 / "" -> "unknown").
+
+  Real-valued attributes (``skin_ita``) get quantiles instead (``kind: "real"``), and
+  attributes with more than ``MAX_LISTED_VALUES`` distinct values (``identity``) the
+  number of distinct values and the ``TOP_VALUES`` most frequent (``kind: "many"``).
+  Values the dataset names (``value_names``) show their name, e.g. ``"1 (Black)"``.
+  """
   out = {}
+  names_of = dict(value_names or {})
   for name in sorted(attributes):
-    values = np.asarray(attributes[name]).astype(np.int64)
+    values = np.asarray(attributes[name])
+    if values.dtype.kind == "f":
+      out[name] = _real_summary(values.astype(np.float64))
+      continue
+    values = values.astype(str) if values.dtype.kind in "USO" else values.astype(np.int64)
     uniques, counts = np.unique(values, return_counts=True)
     total = max(len(values), 1)
-    out[name] = {
-        "counts": {_value_key(v): int(c) for v, c in zip(uniques, counts)},
-        "fractions": {_value_key(v): float(c / total) for v, c in zip(uniques, counts)},
-    }
+    keys = [_value_key(v.item() if hasattr(v, "item") else v, names_of.get(name))
+            for v in uniques]
+    if len(uniques) > MAX_LISTED_VALUES:
+      order = np.argsort(-counts, kind="stable")[:TOP_VALUES]
+      out[name] = {"kind": "many", "distinct": int(len(uniques)),
+                   "top": {keys[i]: int(counts[i]) for i in order}}
+      continue
+    out[name] = {"kind": "values",
+                 "counts": {k: int(c) for k, c in zip(keys, counts)},
+                 "fractions": {k: float(c / total) for k, c in zip(keys, counts)}}
   return out
 
 
@@ -87,13 +128,15 @@ def imbalance_table(group_names: np.ndarray, labels: np.ndarray | None = None) -
 
 
 def analyze(attributes: Mapping[str, np.ndarray], group_specs: Sequence[str], *,
-            labels: np.ndarray | None = None) -> dict[str, Any]:
+            labels: np.ndarray | None = None,
+            value_names: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
   """Counts, fractions and imbalance tables of one split.
 
   Args:
-    attributes: name -> int ``[N]`` (e.g. ``sources.read_attributes(source)``).
+    attributes: name -> ``[N]`` (e.g. ``sources.read_attributes(source)``).
     group_specs: group specs such as ``["skin,Male", "Male,Young"]``.
     labels: optional int ``[N]`` labels (adds label counts and per-group rates).
+    value_names: the dataset's names of attribute values (``sources.value_names``).
 
   Returns:
     ``{"num_examples", "attributes": attribute_counts(...), "label": counts or
@@ -107,14 +150,16 @@ def analyze(attributes: Mapping[str, np.ndarray], group_specs: Sequence[str], *,
                      "pass one label per example.")
   result: dict[str, Any] = {
       "num_examples": int(num),
-      "attributes": attribute_counts(attributes),
+      "attributes": attribute_counts(attributes, value_names=value_names),
       "label": attribute_counts({"label": labels})["label"] if labels is not None else None,
       "groups": {},
   }
   for spec in group_specs:
     names = groups_lib.parse_group_spec(spec, attributes)
     key = ",".join(names)
-    result["groups"][key] = imbalance_table(groups_lib.assign_groups(attributes, names), labels)
+    result["groups"][key] = imbalance_table(
+        groups_lib.assign_groups(attributes, names, value_names=value_names), labels)
+    result["groups"][key]["attributes"] = groups_lib.describe(names, attributes)
   return result
 
 
@@ -127,8 +172,9 @@ def to_markdown(result: Mapping[str, Any], *, title: str = "Dataset analysis") -
   lines = [f"# {title}", "", f"Examples: {result['num_examples']}", ""]
   for spec, table in result["groups"].items():
     with_rate = bool(table["rows"]) and "positive_rate" in table["rows"][0]
-    lines += [f"## Groups `{spec}`", "",
-              f"{table['num_groups']} groups; largest `{table['largest']}`, smallest "
+    lines += [f"## Groups `{spec}`", ""]
+    lines += [f"- `{name}`: {text}" for name, text in (table.get("attributes") or {}).items()]
+    lines += ["", f"{table['num_groups']} groups; largest `{table['largest']}`, smallest "
               f"`{table['smallest']}`, imbalance ratio (largest / smallest) "
               f"{_fmt_ratio(table['imbalance_ratio'])}.", ""]
     header = "| group | n | share | ratio to largest |" + (" positive label rate |"
@@ -146,10 +192,23 @@ def to_markdown(result: Mapping[str, Any], *, title: str = "Dataset analysis") -
   if result.get("label"):
     sections = {"label": result["label"], **sections}
   for name, stats in sections.items():
-    cells = ", ".join(f"{v}: {c} ({stats['fractions'][v]:.1%})" for v, c in stats["counts"].items())
-    lines.append(f"| {name} | {cells} |")
+    lines.append(f"| {name} | {_attribute_cell(stats)} |")
   lines.append("")
   return "\n".join(lines)
+
+
+def _attribute_cell(stats: Mapping[str, Any]) -> str:
+  """One attribute's row of the Markdown table."""
+  if stats.get("kind") == "real":
+    if not stats["known"]:
+      return f"all {stats['unknown']} unknown"
+    return (f"real: mean {stats['mean']:.1f}, median {stats['median']:.1f}, 10-90% "
+            f"[{stats['p10']:.1f}, {stats['p90']:.1f}], range [{stats['min']:.1f}, "
+            f"{stats['max']:.1f}]; {stats['unknown']} unknown")
+  if stats.get("kind") == "many":
+    top = ", ".join(f"{v}: {c}" for v, c in stats["top"].items())
+    return f"{stats['distinct']} distinct values; most frequent: {top}"
+  return ", ".join(f"{v}: {c} ({stats['fractions'][v]:.1%})" for v, c in stats["counts"].items())
 
 
 def sample_indices(group_names: np.ndarray, group: str, num: int, seed: int) -> np.ndarray:
@@ -219,7 +278,8 @@ def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset:
   os.makedirs(workdir, exist_ok=True)
   attributes = sources.read_attributes(source, progress=True)
   labels = sources.read_column(source, label_key)
-  result = analyze(attributes, group_specs, labels=labels)
+  names = sources.value_names(source)
+  result = analyze(attributes, group_specs, labels=labels, value_names=names)
   result = {"dataset": dataset, "split": split, **result}
   files = {"json": os.path.join(workdir, "analysis.json"),
            "markdown": os.path.join(workdir, "analysis.md"),
@@ -228,7 +288,7 @@ def write_analysis(workdir: str, source, group_specs: Sequence[str], *, dataset:
   plot_group_shares(result, files["shares_plot"])
   if samples_per_group:
     for spec in result["groups"]:
-      group_names = groups_lib.assign_groups(attributes, spec)
+      group_names = groups_lib.assign_groups(attributes, spec, value_names=names)
       for row in result["groups"][spec]["rows"]:
         ids = sample_indices(group_names, row["group"], samples_per_group, seed)
         grid = imaging.tile_grid(_thumbnails(source, ids),

@@ -112,12 +112,18 @@ class _BatchLoader:
         "label": np.where(real, self.columns[self.label_key][safe_ids], 0).astype(np.int32),
         "index": ids.astype(np.int64),
         "mask": real,
-        "attributes": {key: np.where(real, self.columns[key][safe_ids], -1).astype(np.int32)
+        "attributes": {key: _padded(self.columns[key], safe_ids, real)
                        for key in self.attribute_keys},
     }
     if masks is not None:
       batch["face_mask"] = masks
     return batch
+
+
+def _padded(column: np.ndarray, ids: np.ndarray, real: np.ndarray) -> np.ndarray:
+  """``column[ids]`` with the "unknown" value of its kind on padding rows."""
+  unknown = {"f": np.nan, "U": ""}.get(column.dtype.kind, -1)
+  return np.where(real, column[ids], unknown).astype(column.dtype)
 
 
 def batch_layout(indices: np.ndarray, *, batch_size: int, train: bool, seed: int, epoch: int,
@@ -188,9 +194,9 @@ def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch
                      f"indices at batch_size={batch_size} (train={train}).")
   reader = sources.Reader(source)
   table = sources.all_columns(source)
-  if label_key not in table:
+  if label_key not in table or table[label_key].dtype != np.int32:
     raise ValueError(f"label_key={label_key!r} is not an integer feature of "
-                     f"{sources.describe(source)}; available: {sorted(table)}.")
+                     f"{sources.describe(source)}; available: {sources.integer_columns(source)}.")
   layout = batch_layout(indices, batch_size=batch_size, train=train, seed=seed, epoch=epoch,
                     flip=train if flip is None else flip, process_index=process_index,
                     process_count=process_count)

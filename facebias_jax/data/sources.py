@@ -183,16 +183,22 @@ class Reader:
   def __len__(self) -> int:
     return len(self.source)
 
-  def scalar_keys(self) -> list[str]:
-    """Names of the integer (or bool) scalar features, in a stable order."""
+  def scalar_keys(self) -> dict[str, str]:
+    """The scalar features that are columns: name -> ``"int"``, ``"float"`` or ``"text"``.
+
+    Integer and bool features (labels, attributes), real numbers (``skin_ita``) and text
+    (an image folder's ``category``); ``filename`` is an identifier, not a column.
+    """
     if self.features is not None:
-      return sorted(k for k, f in self.features.items()
-                    if tuple(f.shape) == () and _is_int_dtype(f.np_dtype))
-    if not len(self.source):
-      return []
-    first = self.source[0]
-    return sorted(k for k, v in first.items()
-                  if np.ndim(v) == 0 and isinstance(np.asarray(v).item(), (int, bool)))
+      items = [(k, np.dtype(f.np_dtype)) for k, f in self.features.items()
+               if tuple(f.shape) == () and k not in _NOT_COLUMNS]
+    elif len(self.source):
+      items = [(k, np.asarray(v).dtype) for k, v in self.source[0].items()
+               if np.ndim(v) == 0 and k not in _NOT_COLUMNS]
+    else:
+      items = []
+    kinds = {k: _column_kind(dtype) for k, dtype in items}
+    return {k: kinds[k] for k in sorted(kinds) if kinds[k] is not None}
 
   def has_face_mask(self) -> bool:
     if self.features is not None:
@@ -205,9 +211,11 @@ class Reader:
       return tuple(self.features["image"].shape)
     return None
 
-  def read_columns(self, keys: Sequence[str], progress: bool = False) -> dict[str, np.ndarray]:
+  def read_columns(self, kinds: Mapping[str, str], progress: bool = False
+                   ) -> dict[str, np.ndarray]:
+    """The columns ``kinds`` names (see :meth:`scalar_keys`) of every record."""
     n = len(self)
-    out = {k: np.empty(n, np.int64) for k in keys}
+    values = {k: [None] * n for k in kinds}
     chunk = 2048
     starts = range(0, n, chunk)
     if progress and n > 4 * chunk:
@@ -217,14 +225,14 @@ class Reader:
       if self.raw is not None:
         for j, record in zip(ids, self.raw.__getitems__(ids)):
           feature = tf_example_pb2.Example.FromString(record).features.feature
-          for k in keys:
-            out[k][j] = feature[k].int64_list.value[0]
+          for k, kind in kinds.items():
+            values[k][j] = _proto_value(feature[k], kind)
       else:
         for j in ids:
           record = self.source[j]
-          for k in keys:
-            out[k][j] = int(record[k])
-    return {k: v.astype(np.int32) for k, v in out.items()}
+          for k, kind in kinds.items():
+            values[k][j] = _plain_value(record[k], kind)
+    return {k: np.asarray(values[k], _COLUMN_DTYPES[kind]) for k, kind in kinds.items()}
 
   def read_images(self, ids: Sequence[int], want_mask: bool):
     """Decoded (image uint8 HxWx3, face mask bool HxW or None) per id."""
@@ -249,9 +257,33 @@ class Reader:
     return out
 
 
-def _is_int_dtype(dtype) -> bool:
-  dtype = np.dtype(dtype)
-  return np.issubdtype(dtype, np.integer) or dtype == np.bool_
+# Scalar features that identify a record rather than describe it.
+_NOT_COLUMNS = ("filename",)
+_COLUMN_DTYPES = {"int": np.int32, "float": np.float32, "text": np.str_}
+
+
+def _column_kind(dtype: np.dtype) -> str | None:
+  if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+    return "int"
+  if np.issubdtype(dtype, np.floating):
+    return "float"
+  if dtype.kind in "USO":
+    return "text"
+  return None
+
+
+def _proto_value(feature, kind: str):
+  if kind == "int":
+    return feature.int64_list.value[0]
+  if kind == "float":
+    return feature.float_list.value[0]
+  return feature.bytes_list.value[0].decode("utf-8")
+
+
+def _plain_value(value, kind: str):
+  if kind == "text":
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+  return int(value) if kind == "int" else float(value)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -273,7 +305,8 @@ def _cache_file(source) -> tuple[tuple[str, str] | None, str | None]:
 
 
 def all_columns(source, progress: bool = False) -> dict[str, np.ndarray]:
-  """Every integer scalar column of the source (memory + .npz cached for TFDS)."""
+  """Every scalar column of the source: int32, float32 or text arrays [N] (memory and
+  .npz cached for TFDS sources)."""
   reader = Reader(source)
   keys = reader.scalar_keys()
   key, path = _cache_file(source)
@@ -289,7 +322,7 @@ def all_columns(source, progress: bool = False) -> dict[str, np.ndarray]:
       with np.load(path) as data:
         loaded = {k: data[k] for k in data.files}
       if set(keys) <= set(loaded) and all(len(v) == len(reader) for v in loaded.values()):
-        columns = {k: loaded[k].astype(np.int32) for k in keys}
+        columns = {k: loaded[k].astype(_COLUMN_DTYPES[kind]) for k, kind in keys.items()}
     except (OSError, ValueError):
       columns = None  # A damaged cache is rebuilt below.
   if columns is None:
@@ -311,6 +344,11 @@ def _write_npz_atomic(path: str, columns: Mapping[str, np.ndarray]) -> None:
     return
 
 
+def integer_columns(source: Sequence[Any]) -> list[str]:
+  """Names of the integer scalar features (what can be a label)."""
+  return sorted(k for k, v in all_columns(source).items() if v.dtype == np.int32)
+
+
 def read_column(source: Sequence[Any], key: str) -> np.ndarray:
   """One integer feature (``label``, ``Male``, ``skin_type``...) of every record.
 
@@ -322,16 +360,26 @@ def read_column(source: Sequence[Any], key: str) -> np.ndarray:
     int32 ``[len(source)]``, without decoding any image.
   """
   columns = all_columns(source)
-  if key not in columns:
+  if key not in columns or columns[key].dtype != np.int32:
     raise KeyError(f"Feature {key!r} is not an integer scalar feature of {describe(source)}; "
-                   f"available: {sorted(columns)}.")
+                   f"available: {integer_columns(source)}.")
   return columns[key]
 
 
 def read_attributes(source: Sequence[Any], *, progress: bool = False) -> dict[str, np.ndarray]:
-  """All integer scalar features except ``label``, as int32 ``[len(source)]`` arrays."""
+  """All scalar features except ``label``, ``[len(source)]`` arrays each: int32 (-1 =
+  unknown), float32 (NaN = unknown; e.g. ``skin_ita``) or text (``""`` = unknown)."""
   columns = all_columns(source, progress)
   return {k: v for k, v in columns.items() if k != "label"}
+
+
+def value_names(source: Sequence[Any]) -> dict[str, list[str]]:
+  """The dataset's names of the values of its integer attributes (e.g. UTKFace's
+  ``race``: White, Black, ...), stored at preparation in the dataset's metadata; ``{}``
+  when it stores none."""
+  info = getattr(source, "dataset_info", None)
+  metadata = getattr(info, "metadata", None) or {}
+  return {str(k): list(v) for k, v in (metadata.get("value_names") or {}).items()}
 
 
 def read_images(source: Sequence[Any], indices: Sequence[int]) -> list[np.ndarray]:

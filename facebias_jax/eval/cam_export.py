@@ -216,7 +216,8 @@ def export_cam(config: ml_collections.ConfigDict, workdir: str, *, progress: boo
                                manual_dir=pick("manual_dir", "data.manual_dir"),
                                builder_kwargs=builder_kwargs)
   attributes = sources.read_attributes(source)
-  group_names = groups_lib.assign_groups(attributes, group_spec).astype(str)
+  group_names = groups_lib.assign_groups(attributes, group_spec,
+                                         value_names=sources.value_names(source)).astype(str)
   indices = select_indices(group_names, max_images=int(config.max_images), group=config.group,
                            seed=int(config.seed))
   use_landmarks = _has_feature(source, "landmarks")

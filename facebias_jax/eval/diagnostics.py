@@ -23,8 +23,8 @@ EXTREMES_SHOWN = 8
 
 def dbvae_diagnostics(probabilities: np.ndarray, histograms: Any,
                       face_attributes: Mapping[str, np.ndarray], *, group_spec: str,
-                      face_image: Callable[[int], np.ndarray],
-                      out_dir: str | None) -> dict[str, Any]:
+                      face_image: Callable[[int], np.ndarray], out_dir: str | None,
+                      value_names: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """Probability mass per group, with ``latent_histograms.png`` / ``extreme_samples.png``.
 
   Args:
@@ -34,6 +34,7 @@ def dbvae_diagnostics(probabilities: np.ndarray, histograms: Any,
     group_spec: groups to report, e.g. ``"skin,Male"``.
     face_image: ``i -> uint8 image`` of face ``i`` (for the extreme samples).
     out_dir: where the two pictures go (None: no pictures, e.g. not process 0).
+    value_names: the dataset's names of attribute values (``sources.value_names``).
 
   Returns:
     ``{"probability_ratio_max_min", "effective_sample_fraction", "groups": {group:
@@ -44,7 +45,7 @@ def dbvae_diagnostics(probabilities: np.ndarray, histograms: Any,
   result: dict[str, Any] = {"probability_ratio_max_min": float(p.max() / p.min()),
                             "effective_sample_fraction": float(1.0 / np.sum(p ** 2) / p.size)}
   try:
-    group_ids = groups_lib.assign_groups(face_attributes, group_spec)
+    group_ids = groups_lib.assign_groups(face_attributes, group_spec, value_names=value_names)
     result["groups"] = {str(g): {"fraction_of_faces": float(np.mean(group_ids == g)),
                                  "sampling_share": float(p[group_ids == g].sum())}
                         for g in np.unique(group_ids)}

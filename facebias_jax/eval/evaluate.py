@@ -27,6 +27,9 @@ from facebias_jax.data import pipeline, sources
 from facebias_jax.eval import detection, metrics, report
 
 PROTOCOLS = ("classification", "detection")
+# Groups smaller than this are reported but left out of the fairness summary, unless
+# the run or the evaluation config says otherwise.
+MIN_GROUP_SIZE = 20
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
   return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))).astype(np.float32)
@@ -101,20 +104,28 @@ def predict_detection(model: nnx.Module, batches: Iterable[Mapping[str, Any]], *
 
 def evaluate_predictions(preds: Mapping[str, Any], *, group_spec: str | Sequence[str],
                          n_boot: int = 1000, seed: int = 0, threshold: float = 0.5,
-                         undefined_rates: str = "ignore") -> dict[str, Any]:
+                         undefined_rates: str = "ignore", min_group_size: int = 0,
+                         value_names: Mapping[str, Sequence[str]] | None = None
+                         ) -> dict[str, Any]:
   """``group_metrics`` of a ``predict``/``predict_detection`` result, groups from attributes.
 
-  With the detection protocol the hard ``is_face`` decisions are the predictions.
+  With the detection protocol the hard ``is_face`` decisions are the predictions. The
+  result's ``settings`` also say how the groups were formed: ``group_spec`` and
+  ``group_attributes`` (what each attribute is, ``groups.describe``).
   """
   attributes = preds.get("attributes") or {}
   if not attributes:
     raise ValueError("The batches carry no attributes, so no demographic groups can be formed; "
                      "evaluate a dataset whose records have attribute features")
-  groups_lib.parse_group_spec(group_spec, attributes)
-  group_ids = groups_lib.assign_groups(attributes, group_spec)
+  group_ids = groups_lib.assign_groups(attributes, group_spec, value_names=value_names)
   y_pred = preds["is_face"] if "is_face" in preds else preds["prob"]
-  return metrics.group_metrics(preds["label"], y_pred, group_ids, n_boot=n_boot, seed=seed,
-                               threshold=threshold, undefined_rates=undefined_rates)
+  result = metrics.group_metrics(preds["label"], y_pred, group_ids, n_boot=n_boot, seed=seed,
+                                 threshold=threshold, undefined_rates=undefined_rates,
+                                 min_group_size=min_group_size)
+  result["settings"]["group_spec"] = ",".join(groups_lib.parse_group_spec(group_spec,
+                                                                          attributes))
+  result["settings"]["group_attributes"] = groups_lib.describe(group_spec, attributes)
+  return result
 
 
 def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence[str],
@@ -122,7 +133,7 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
                    seed: int = 0, label_key: str = "label", threshold: float = 0.5,
                    indices: Sequence[int] | None = None, protocol: str = "classification",
                    detection_options: Mapping[str, Any] | None = None,
-                   undefined_rates: str = "ignore") -> dict[str, Any]:
+                   undefined_rates: str = "ignore", min_group_size: int = 0) -> dict[str, Any]:
   """Per-group metrics of a model on a random-access source (e.g. ``pipeline.load_source``).
 
   Args:
@@ -133,7 +144,8 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
     image_size: resize images to this side (the model's input size); for ``detection``
       the size full images are loaded at (``None`` keeps the stored size).
     normalize: the pipeline normalisation the model was trained with.
-    n_boot, seed, threshold, undefined_rates: passed to ``group_metrics``.
+    n_boot, seed, threshold, undefined_rates, min_group_size: passed to
+      ``group_metrics``.
     label_key: record feature used as the label.
     indices: examples to evaluate (default: all).
     protocol: ``"classification"`` or ``"detection"`` (PPB sliding windows).
@@ -157,7 +169,9 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
   else:
     preds = predict(model, batches)
   return evaluate_predictions(preds, group_spec=group_spec, n_boot=n_boot, seed=seed,
-                              threshold=threshold, undefined_rates=undefined_rates)
+                              threshold=threshold, undefined_rates=undefined_rates,
+                              min_group_size=min_group_size,
+                              value_names=sources.value_names(source))
 
 
 # ----------------------------------------------------------------------------- run_evaluation
@@ -306,7 +320,10 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str | None = None
                             seed=int(config.seed), label_key=ds["label_key"],
                             threshold=float(config.threshold), protocol=config.protocol,
                             detection_options=detection_options,
-                            undefined_rates=config.undefined_rates)
+                            undefined_rates=config.undefined_rates,
+                            min_group_size=int(runs.option_or_run(
+                                config.get("min_group_size"), run.config,
+                                "eval.min_group_size", MIN_GROUP_SIZE)))
     dataset = {"name": ds["name"], "split": ds["split"],
                "num_examples": int(result["overall"]["n"]), "groups": ds["groups"],
                "label_key": ds["label_key"], "protocol": config.protocol}

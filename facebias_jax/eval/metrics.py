@@ -176,7 +176,8 @@ def _rate_block(counts: np.ndarray) -> dict[str, Any]:
 def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndarray, *,
                   n_boot: int = 1000, seed: int = 0, threshold: float = 0.5,
                   small_sample_size: int = 30, undefined_rates: str = "ignore",
-                  exclude_from_fairness: Sequence[str] = ("unknown",)) -> dict[str, Any]:
+                  exclude_from_fairness: Sequence[str] = ("unknown",),
+                  min_group_size: int = 0) -> dict[str, Any]:
   """Accuracy, TPR/FPR, selection rate per group, and between-group fairness metrics.
 
   Args:
@@ -195,6 +196,9 @@ def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndar
     exclude_from_fairness: group names reported per group but left out of the fairness
       summary (by default ``"unknown"``: examples whose attribute is missing, e.g.
       non-face images, are not a demographic group).
+    min_group_size: groups with fewer examples are reported with their counts but
+      left out of the fairness summary too (a worst group of n=1 says nothing); they
+      are listed in ``settings["too_small_for_fairness"]``.
 
   Returns:
     ``{"overall": {...}, "groups": {name: {...}}, "fairness": {...}, "settings": {...}}``
@@ -211,6 +215,8 @@ def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndar
     raise ValueError(f"undefined_rates must be one of {UNDEFINED_RATES}, got {undefined_rates!r}")
   if n_boot < 0:
     raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+  if min_group_size < 0:
+    raise ValueError(f"min_group_size must be >= 0, got {min_group_size}")
   y_true = _check_labels(y_true)
   y_pred = binarize_predictions(y_pred, threshold)
   groups = np.asarray(groups)
@@ -234,7 +240,8 @@ def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndar
   boot_rates = rates_from_counts(boot)  # each [n_boot, G]
 
   result_groups = {}
-  excluded = set(str(g) for g in exclude_from_fairness)
+  too_small = [g for g, c in zip(group_names, counts) if c.sum() < min_group_size]
+  excluded = set(str(g) for g in exclude_from_fairness) | set(too_small)
   for i, g in enumerate(group_names):
     block = _rate_block(counts[i])
     small = block["n"] < small_sample_size
@@ -278,5 +285,8 @@ def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndar
       "fairness": fairness,
       "settings": {"n_boot": int(n_boot), "seed": int(seed), "threshold": float(threshold),
                    "small_sample_size": int(small_sample_size), "undefined_rates": undefined_rates,
-                   "ci_level": 0.95, "excluded_from_fairness": sorted(excluded & set(group_names))},
+                   "ci_level": 0.95, "excluded_from_fairness": sorted(excluded & set(group_names)),
+                   "min_group_size": int(min_group_size),
+                   "too_small_for_fairness": sorted(set(too_small) - {str(g) for g in
+                                                                      exclude_from_fairness})},
   }

@@ -95,12 +95,20 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Evaluation rep
   parts += [f"- **Overall:** n={o['n']}, accuracy {fmt_ci(o['accuracy'], o.get('accuracy_ci'))}, "
             f"TPR {fmt(o['tpr'])}, FPR {fmt(o['fpr'])}, selection rate {fmt(o['selection_rate'])}",
             "", "## Per group", ""]
+  s = metrics.get("settings", {})
+  attributes = s.get("group_attributes") or {}
+  if attributes:
+    parts[-3:-3] = ["- **Groups** " + f"`{s.get('group_spec', '')}`: " + "; ".join(
+        f"`{name}` = {text}" for name, text in attributes.items())]
+  too_small = set(s.get("too_small_for_fairness") or ())
   rows = []
   for name, g in metrics["groups"].items():
     flags = []
     if g.get("small_sample"):
       flags.append("small sample")
-    if g.get("in_fairness") is False:
+    if name in too_small:
+      flags.append(f"n < {s.get('min_group_size')}: not in fairness summary")
+    elif g.get("in_fairness") is False:
       flags.append("not in fairness summary")
     rows.append([name, g["n"], fmt_ci(g["accuracy"], g.get("accuracy_ci")), fmt(g["tpr"]),
                  fmt(g["fpr"]), fmt(g["selection_rate"]), "; ".join(flags)])
@@ -110,7 +118,10 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Evaluation rep
   frows = [["Worst group", f.get("worst_group") or "n/a"]]
   frows += [[label, fmt_ci(f.get(key), f.get(f"{key}_ci"), 4)] for key, label in _FAIRNESS_ROWS]
   parts += [md_table(["Metric", "Value [95% CI]"], frows), ""]
-  s = metrics.get("settings", {})
+  if too_small:
+    parts += [f"Groups with fewer than {s.get('min_group_size')} examples "
+              f"({', '.join(sorted(too_small))}) are reported above but left out of the "
+              "fairness summary.", ""]
   if s:
     parts.append(f"CIs: {int(s.get('ci_level', 0.95) * 100)}% percentile bootstrap within groups "
                  f"({s.get('n_boot')} resamples, seed {s.get('seed')}); groups with n < "

@@ -260,4 +260,4 @@ def _dbvae_diagnostics(config, workdir: str, data: plan_lib.TrainData, encode_fn
       plan_lib.dbvae_probabilities(config, mu),
       debias.latent_histograms(mu, int(config.debias.bins)), face_attributes,
       group_spec=config.eval.groups, face_image=face_image,
-      out_dir=workdir if jax.process_index() == 0 else None)
+      out_dir=workdir if jax.process_index() == 0 else None, value_names=data.value_names)

@@ -60,6 +60,7 @@ class TrainData:
       raise ValueError(f"split {d.train_split!r} of {d.name!r} is empty")
     self.labels = sources.read_column(self.source, d.label_key)
     self.attributes = sources.read_attributes(self.source)
+    self.value_names = sources.value_names(self.source)
     self.face_key = config.debias.face_key
     self.is_face = face_flags(self.attributes, self.labels, self.face_key)
     self.faces = np.flatnonzero(self.is_face).astype(np.int64)
@@ -67,7 +68,8 @@ class TrainData:
 
 
 def _balance_groups(config: ml_collections.ConfigDict, data: TrainData) -> np.ndarray:
-  return groups_lib.assign_groups(data.attributes, config.train.balance_groups)
+  return groups_lib.assign_groups(data.attributes, config.train.balance_groups,
+                                  value_names=getattr(data, "value_names", None))
 
 
 def epoch_length(config: ml_collections.ConfigDict, data: TrainData) -> int:

@@ -24,8 +24,11 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facebias_jax import imaging
 from facebias_jax.data.builders.errors import DOCS
 from facebias_jax.data.builders.image_io import ImageReader, encode_jpeg
+
+SKIN_ITA = "skin_ita"
 
 
 # ----------------------------------------------------------------------- splits, misc
@@ -45,6 +48,17 @@ def hash_split(key: str, fractions: Sequence[tuple[str, float]]) -> str:
     if u < total:
       return split
   return fractions[-1][0]
+
+
+def ita_features() -> dict[str, tfds.features.FeatureConnector]:
+  """``{"skin_ita": float32}``: the skin tone estimated at preparation (degrees, NaN when
+  unknown); groups ``ita_band`` / ``ita_tone`` read it (``data.groups``)."""
+  return {SKIN_ITA: tfds.features.Scalar(dtype=np.float32)}
+
+
+def central_ita(face_rgb: np.ndarray) -> np.float32:
+  """``skin_ita`` of a face crop with no better skin region (``imaging.central_face_mask``)."""
+  return np.float32(imaging.ita_degrees(face_rgb, imaging.central_face_mask(*face_rgb.shape[:2])))
 
 
 def int_features(names: Sequence[str]) -> dict[str, tfds.features.FeatureConnector]:
@@ -85,6 +99,7 @@ class FaceSource:
       records hold ``image`` (encoded bytes or uint8 array), ``filename`` and the
       attribute features.
     split_fractions: how negatives without their own split folders are shared out.
+    value_names: the dataset's names of its multi-valued attributes (e.g. ``race``).
   """
 
   name: str
@@ -94,6 +109,7 @@ class FaceSource:
   attribute_features: Callable[[int], dict[str, Any]]
   examples: Callable[[epath.Path, str, int, ImageReader], Iterator[tuple[str, dict]]]
   split_fractions: Mapping[str, float]
+  value_names: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
 
 
 def finish_config(config: tfds.core.BuilderConfig, description: str) -> None:
@@ -144,8 +160,10 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     a skipped, counted example.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "skin_ita (estimated skin tone); the dataset's names of "
+                            "multi-valued attributes (race, age_bin) in the metadata."}
 
   def __init__(self, *, strict: bool = False, file_format=None, **kwargs):
     self.strict = bool(strict)
@@ -153,12 +171,19 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     self.summaries: dict[str, str] = {}
     super().__init__(file_format=file_format or "array_record", **kwargs)
 
-  def _dataset_info(self, features: Mapping[str, Any], *,
-                    homepage: str | None = None) -> tfds.core.DatasetInfo:
-    """The ``_info`` of every builder here: :func:`base_features` plus ``features``."""
+  def _dataset_info(self, features: Mapping[str, Any], *, homepage: str | None = None,
+                    value_names: Mapping[str, Sequence[str]] | None = None
+                    ) -> tfds.core.DatasetInfo:
+    """The ``_info`` of every builder here: :func:`base_features` plus ``features``.
+
+    ``value_names`` (attribute -> the dataset's name of each value) are stored in the
+    prepared data's metadata, where ``sources.value_names`` reads them for group names.
+    """
     size = int(self.builder_config.image_size)
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({**base_features(size), **features}),
+        metadata=tfds.core.MetadataDict(value_names={k: list(v) for k, v in
+                                                     (value_names or {}).items()}),
         supervised_keys=("image", "label"),
         # Records keep the source's order (file names, metadata rows); the samplers
         # shuffle, and skipping TFDS's shuffle makes preparing faster.

@@ -36,6 +36,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facebias_jax import imaging
 from facebias_jax.data.builders import annotations, common, errors, image_io
 
 DATASET = "facebias_celeba"
@@ -235,7 +236,28 @@ def attribute_features(image_size: int) -> dict[str, tfds.features.FeatureConnec
   del image_size  # Landmarks are stored in output pixels; their shape is fixed.
   features = common.int_features(ATTRIBUTES + ("identity",))
   features["landmarks"] = tfds.features.Tensor(shape=(5, 2), dtype=np.float32)
+  features.update(common.ita_features())
   return features
+
+
+def cheek_mask(landmarks: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+  """The two cheeks of an aligned face, from its 5 landmarks (eyes, nose, mouth corners).
+
+  Each cheek is a disc of radius 0.15 x the inter-ocular distance, centred 55% of the
+  way from the eye down to the mouth corner of its side and 0.15 x that distance
+  further out: skin below the eye, beside the nose, clear of the beard line in most
+  faces. Falls back to ``imaging.central_face_mask`` when landmarks are missing (-1).
+  """
+  pts = np.asarray(landmarks, np.float64).reshape(5, 2)
+  if (pts < 0).any():
+    return imaging.central_face_mask(*image_hw)
+  iod = float(np.linalg.norm(pts[1] - pts[0]))
+  yy, xx = np.mgrid[:image_hw[0], :image_hw[1]]
+  mask = np.zeros(image_hw, bool)
+  for eye, mouth, outward in ((pts[0], pts[3], -1.0), (pts[1], pts[4], 1.0)):
+    cx, cy = eye + 0.55 * (mouth - eye) + (outward * 0.15 * iod, 0.0)
+    mask |= (xx - cx) ** 2 + (yy - cy) ** 2 <= (0.15 * iod) ** 2
+  return mask
 
 
 def make_record(image: np.ndarray, attributes: dict[str, int], *, filename: str,
@@ -259,8 +281,8 @@ def make_record(image: np.ndarray, attributes: dict[str, int], *, filename: str,
   sx, sy = w / ALIGNED_HW[1], h / ALIGNED_HW[0]
   x0, y0, x1, y1 = crop_box
   box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-  record = common.base_record(image_io.crop_resize(image, box, image_size), filename,
-                              is_face=True)
+  face = image_io.crop_resize(image, box, image_size)
+  record = common.base_record(face, filename, is_face=True)
   record["identity"] = np.int32(identity)
   for name in ATTRIBUTES:
     record[name] = np.int32(attributes[name])
@@ -271,6 +293,15 @@ def make_record(image: np.ndarray, attributes: dict[str, int], *, filename: str,
     scale = np.array([image_size / (box[2] - box[0]), image_size / (box[3] - box[1])])
     points = (np.asarray(landmarks, np.float64) * [sx, sy] - [box[0], box[1]]) * scale
     record["landmarks"] = points.astype(np.float32)
+  # The skin tone is read at the aligned image's full resolution (the 32 px crop has a
+  # handful of cheek pixels), from the cheeks, or the crop's centre without landmarks.
+  if landmarks is None:
+    region = image[int(box[1]):int(box[3]), int(box[0]):int(box[2])]
+    ita = imaging.ita_degrees(region, imaging.central_face_mask(*region.shape[:2]))
+  else:
+    points = np.asarray(landmarks, np.float64) * [sx, sy]
+    ita = imaging.ita_degrees(image, cheek_mask(points, image.shape[:2]))
+  record[common.SKIN_ITA] = np.float32(ita)
   return record
 
 

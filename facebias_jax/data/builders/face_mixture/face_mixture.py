@@ -75,10 +75,12 @@ class MixtureConfig(tfds.core.BuilderConfig):
 
 
 def unknown_value(feature: tfds.features.FeatureConnector):
-  """The "not applicable" value of a face attribute on a non-face: -1 / -1s / ''."""
+  """The "not applicable" value of a face attribute on a non-face: '' for text, NaN for
+  a real number (``skin_ita``), else -1 (-1s for landmarks, as where they are missing)."""
   if isinstance(feature, tfds.features.Text):
     return ""
-  return np.full(feature.shape, -1, dtype=feature.np_dtype)
+  real_scalar = feature.shape == () and np.issubdtype(np.dtype(feature.np_dtype), np.floating)
+  return np.full(feature.shape, np.nan if real_scalar else -1, dtype=feature.np_dtype)
 
 
 def _configs() -> list[MixtureConfig]:
@@ -100,7 +102,8 @@ class FacebiasFaceMixture(common.ManualBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self._dataset_info(
-        self._source.attribute_features(self.builder_config.image_size))
+        self._source.attribute_features(self.builder_config.image_size),
+        value_names=self._source.value_names)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

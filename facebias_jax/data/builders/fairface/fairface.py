@@ -37,6 +37,8 @@ AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69",
 YOUNG_BINS = 5  # Bins 0..4 are under 40 years.
 RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian",
          "Middle Eastern")
+# The dataset's own names of its multi-valued attributes (group names use them).
+VALUE_NAMES = {"race": RACES, "age_bin": AGE_BINS}
 LABEL_FILES = {"train": "fairface_label_train.csv", "validation": "fairface_label_val.csv"}
 # Folders of the two official image zips, tried when `file` is not under manual_dir.
 IMAGE_ROOTS = ("", "fairface-img-margin025-trainval", "fairface-img-margin125-trainval")
@@ -102,7 +104,8 @@ def image_root(manual_dir: epath.Path, first_file: str) -> epath.Path:
 def attribute_features(image_size: int) -> dict[str, tfds.features.FeatureConnector]:
   """FairFace's per-example features besides image/label/is_face/filename."""
   del image_size
-  return common.int_features(("Male", "age_bin", "Young", "race", "service_test"))
+  return {**common.int_features(("Male", "age_bin", "Young", "race", "service_test")),
+          **common.ita_features()}
 
 
 def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
@@ -119,8 +122,10 @@ def examples(root: epath.Path, split: str, image_size: int, reader: image_io.Ima
     image = reader.read(images / row["file"])
     if image is None:
       continue
+    face = image_io.resize(image, (size, size))
     yield row["file"], {
-        **common.base_record(image_io.resize(image, (size, size)), row["file"], is_face=True),
+        **common.base_record(face, row["file"], is_face=True),
+        common.SKIN_ITA: common.central_ita(image),  # Full resolution.
         "Male": np.int32(row["Male"]), "age_bin": np.int32(row["age_bin"]),
         "Young": np.int32(row["age_bin"] < YOUNG_BINS), "race": np.int32(row["race"]),
         "service_test": np.int32(row["service_test"]),
@@ -130,7 +135,7 @@ def examples(root: epath.Path, split: str, image_size: int, reader: image_io.Ima
 SOURCE = common.FaceSource(
     name="fairface", dataset=DATASET, instructions=MANUAL_DOWNLOAD_INSTRUCTIONS,
     splits=lambda root: list(LABEL_FILES), attribute_features=attribute_features,
-    examples=examples, split_fractions={"train": 0.87, "validation": 0.13})
+    examples=examples, value_names=VALUE_NAMES, split_fractions={"train": 0.87, "validation": 0.13})
 
 
 class FacebiasFairface(common.ManualBuilder):
@@ -142,7 +147,8 @@ class FacebiasFairface(common.ManualBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self._dataset_info(attribute_features(self.builder_config.image_size),
-                              homepage="https://github.com/joojs/fairface")
+                              homepage="https://github.com/joojs/fairface",
+                              value_names=VALUE_NAMES)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)

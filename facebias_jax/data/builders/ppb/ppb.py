@@ -140,6 +140,9 @@ def read_metadata(manual_dir: epath.Path) -> list[PpbRow]:
   return parsed
 
 
+ITA_CROP_SIZE = 128
+
+
 def process_image(image: np.ndarray, config: PpbConfig, *, detector=None
                   ) -> tuple[np.ndarray, bool]:
   """The output image of one portrait and whether a face was detected.
@@ -174,10 +177,14 @@ def examples(root: epath.Path, split: str, image_size: int, reader: image_io.Ima
     out, found = process_image(image, config)
     if not found:
       reader.note("no face found, centre crop used", row.file)
+    # The skin tone is estimated on a face crop in both modes (a full portrait's centre
+    # is often shirt or background), at a resolution with enough skin pixels.
+    face = image_io.face_crop(image, ITA_CROP_SIZE, margin=float(config.margin))[0]
     yield row.file, {
         **common.base_record(out, row.file, is_face=True), "Male": np.int32(row.male),
         "skin_type": np.int32(row.skin_type), "skin": np.int32(row.skin),
         "country": row.country, "face_found": np.int32(found),
+        common.SKIN_ITA: common.central_ita(face),
     }
 
 
@@ -197,7 +204,7 @@ class FacebiasPpb(common.ManualBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self._dataset_info(
         {**common.int_features(("Male", "skin_type", "skin", "face_found")),
-         "country": tfds.features.Text()},
+         "country": tfds.features.Text(), **common.ita_features()},
         homepage="http://gendershades.org/")
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -64,7 +64,10 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facebias_jax import imaging
 from facebias_jax.data import synthetic
+
+SKIN_ITA = "skin_ita"
 
 TASKS = ("faces_vs_nonfaces", "sex")
 DEFAULT_SIZES = {"train": 20_000, "validation": 2_000, "test": 4_000}
@@ -186,6 +189,9 @@ def generate_chunk(task: str, image_size: int, knobs: Mapping[str, Any], count: 
               "mask": np.asarray(data["mask"][i], dtype=np.bool_)}
     for name, values in attributes.items():
       record[name] = values[i]
+    # Estimated from the pixels, as on real photographs (the exact type is skin_type).
+    record[SKIN_ITA] = np.float32(imaging.ita_degrees(image, data["mask"][i])
+                                  if attributes["is_face"][i] == 1 else np.nan)
     records.append(record)
   return records
 
@@ -227,8 +233,10 @@ def _ordered_map(fn, jobs: list[tuple], num_workers: int) -> Iterator[Any]:
 class FacebiasSyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """The synthetic biased-faces benchmark (procedural, no download)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "skin_ita: the skin tone estimated from the pixels of the face "
+                            "mask (Individual Typology Angle)."}
   BUILDER_CONFIGS = _make_configs()
   DEFAULT_BUILDER_CONFIG_NAME = "faces_vs_nonfaces_64"
 
@@ -248,6 +256,7 @@ class FacebiasSyntheticFaces(tfds.core.GeneratorBasedBuilder):
     }
     for name in attribute_names(config):
       features[name] = tfds.features.Scalar(dtype=np.int32)
+    features[SKIN_ITA] = tfds.features.Scalar(dtype=np.float32)
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features),
         supervised_keys=("image", "label"),

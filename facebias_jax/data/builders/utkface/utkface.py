@@ -36,6 +36,8 @@ from facebias_jax.data.builders import common, errors, image_io
 
 DATASET = "facebias_utkface"
 RACES = ("White", "Black", "Asian", "Indian", "Others")
+# The dataset's own names of its multi-valued attributes (group names use them).
+VALUE_NAMES = {"race": RACES}
 YOUNG_BELOW_AGE = 40
 MAX_AGE = 130
 SPLIT_FRACTIONS = (("train", 0.8), ("test", 0.2))
@@ -105,7 +107,7 @@ def list_files(manual_dir: epath.Path) -> tuple[list[tuple[epath.Path, UtkLabels
 def attribute_features(image_size: int) -> dict[str, tfds.features.FeatureConnector]:
   """UTKFace's per-example features besides image/label/is_face/filename."""
   del image_size
-  return common.int_features(("Male", "age", "Young", "race"))
+  return {**common.int_features(("Male", "age", "Young", "race")), **common.ita_features()}
 
 
 def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
@@ -125,17 +127,19 @@ def examples(root: epath.Path, split: str, image_size: int, reader: image_io.Ima
     if image is None:
       continue
     size = int(image_size)
+    face = image_io.resize(image, (size, size))
     yield path.name, {
-        **common.base_record(image_io.resize(image, (size, size)), path.name, is_face=True),
+        **common.base_record(face, path.name, is_face=True),
         "Male": np.int32(labels.male), "age": np.int32(labels.age),
         "Young": np.int32(labels.age < YOUNG_BELOW_AGE), "race": np.int32(labels.race),
+        common.SKIN_ITA: common.central_ita(image),  # Full resolution.
     }
 
 
 SOURCE = common.FaceSource(
     name="utkface", dataset=DATASET, instructions=MANUAL_DOWNLOAD_INSTRUCTIONS,
     splits=lambda root: [s for s, _ in SPLIT_FRACTIONS],
-    attribute_features=attribute_features, examples=examples,
+    attribute_features=attribute_features, examples=examples, value_names=VALUE_NAMES,
     split_fractions=dict(SPLIT_FRACTIONS))
 
 
@@ -148,7 +152,8 @@ class FacebiasUtkface(common.ManualBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self._dataset_info(attribute_features(self.builder_config.image_size),
-                              homepage="https://susanqq.github.io/UTKFace/")
+                              homepage="https://susanqq.github.io/UTKFace/",
+                              value_names=VALUE_NAMES)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._manual_root(dl_manager)
