@@ -93,6 +93,9 @@ def train(config, workdir: str) -> dict:
   report = loop.train_and_evaluate(config, workdir)
   if "metrics" in report:
     fairness = report["metrics"]["fairness"]
+    worst = fairness["worst_group_accuracy"]
     print(f"accuracy {report['metrics']['overall']['accuracy']:.4f}, worst group "
-          f"{fairness['worst_group_accuracy']:.4f}; report: {workdir}/report.md")
+          f"{fairness['worst_group']} {'n/a' if worst is None else f'{worst:.4f}'} "
+          f"(step {report['model']['step']}, selected by {report['selection']['select_by']});"
+          f" report: {workdir}/report.md")
   return report

@@ -2,11 +2,13 @@
 
 Layout of a workdir (the names are the constants below)::
 
-  workdir/config.json          the run's config (written once training has started)
+  workdir/config.json          the run's config (written once the run's data and model
+                               are set up, right before the first step)
   workdir/checkpoints/<step>/  orbax, one folder per step with the items
       model/                   parameters and BatchNorm statistics (all inference needs)
       train/                   optimizer state, step counter, base PRNG key
       sampler/                 epoch and the epoch's index plan (exact resumption)
+      selection/               the best validated step so far, early-stopping count
   workdir/metrics.jsonl        one JSON object per logged step
   workdir/tb/                  TensorBoard events
   workdir/report.json, .md...  the evaluation report
@@ -45,7 +47,7 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tb"
 REPORT_FILE = "report.json"
 # Items of every checkpoint step.
-MODEL_ITEM, TRAIN_ITEM, SAMPLER_ITEM = "model", "train", "sampler"
+MODEL_ITEM, TRAIN_ITEM, SAMPLER_ITEM, SELECTION_ITEM = "model", "train", "sampler", "selection"
 # Fields that may change between a run and its resumption (prefixes end in ".").
 HARMLESS_FIELDS = (
     "train.num_epochs", "train.max_steps", "train.log_every_steps",
@@ -145,33 +147,44 @@ def config_changes(config: Any, workdir: str) -> tuple[list[str], list[str]]:
           [describe(k) for k in changed if _is_harmless(k)])
 
 
-def check_or_write_config(config: Any, workdir: str) -> None:
-  """Writes ``workdir/config.json``, or checks ``config`` against the existing one.
+def check_config(config: Any, workdir: str) -> None:
+  """Refuses to resume ``workdir`` with a different experiment (nothing is written).
 
-  Args:
-    config: the run's config.
-    workdir: the run's folder (created if needed).
+  A workdir without a finished checkpoint is new whatever its ``config.json`` says (a
+  run that failed before training, e.g. on a bad option, does not block the corrected
+  one).
 
   Raises:
     ConfigMismatchError: listing the fields that differ and both values.
   """
-  os.makedirs(workdir, exist_ok=True)
+  if not finished_steps(workdir):
+    return
   path = os.path.join(workdir, CONFIG_FILE)
   serious, harmless = config_changes(config, workdir)
   if serious:
     raise ConfigMismatchError(
         f"config differs from {path} (the run being resumed) in {'; '.join(serious)}. Use "
         "a new --workdir for a different experiment, or pass the saved values to resume.")
-  if os.path.exists(path) and not harmless:
-    return
   if harmless:
     logging.warning("Resuming %s with changed bookkeeping fields: %s", workdir,
                     "; ".join(harmless))
+
+
+def write_config(config: Any, workdir: str) -> None:
+  """Writes ``workdir/config.json`` atomically (process 0; the folder is created)."""
+  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
+    path = os.path.join(workdir, CONFIG_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
       json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+def check_or_write_config(config: Any, workdir: str) -> None:
+  """:func:`check_config`, then :func:`write_config`."""
+  check_config(config, workdir)
+  write_config(config, workdir)
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -202,6 +215,10 @@ def read_metrics(path: str) -> list[dict]:
 # ----------------------------------------------------------------------------- models
 
 
+# config.model fields that say where training starts, not what the model is.
+INIT_FIELDS = ("init_from", "init_head")
+
+
 def model_kwargs(config: Any) -> tuple[str, dict]:
   """``(name, kwargs)`` for ``models.get_model`` from ``config.model``.
 
@@ -210,6 +227,8 @@ def model_kwargs(config: Any) -> tuple[str, dict]:
   """
   kwargs = config_to_dict(config.model)
   name = kwargs.pop("name")
+  for field in INIT_FIELDS:
+    kwargs.pop(field, None)
   if name in ("standard_cnn", "dbvae") and "image_size" not in kwargs:
     kwargs["image_size"] = int(config.data.image_size)
   return name, kwargs

@@ -20,7 +20,7 @@ from facebias_jax import faces, runs
 from facebias_jax.data import synthetic
 from facebias_jax.train import checkpoint as ckpt
 from facebias_jax.train import config as train_config
-from facebias_jax.train import steps
+from facebias_jax.train import selection, steps
 
 FRAME_HW = (240, 320)
 FACE_SIZE = 160
@@ -130,7 +130,8 @@ def tiny_checkpoint(workdir: str, config=None) -> str:
   tx = train_config.make_optimizer_from_config(config, total_steps=1)
   _, state = steps.create_train_state(model, tx, jax.random.PRNGKey(0))
   checkpointer = ckpt.Checkpointer(workdir)
-  checkpointer.save(0, state, epoch=0, plan=np.arange(4))
+  checkpointer.save(0, state, epoch=0, plan=np.arange(4),
+                    selection=selection.Selection("last").state())
   checkpointer.close()
   assert os.path.isdir(os.path.join(workdir, runs.CHECKPOINT_DIR))
   return workdir

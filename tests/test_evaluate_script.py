@@ -274,7 +274,7 @@ def test_sweep_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
                   "--config.model.filters=4", "--config.model.hidden_dim=16",
                   "--config.train.batch_size=8", "--config.train.max_steps=2",
                   "--config.train.progress_bar=False", "--config.eval.batch_size=32",
-                  "--config.eval.n_boot=20"], tmp_path)
+                  "--config.eval.n_boot=20", "--config.eval.min_group_size=0"], tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.load(open(sweep_dir / "sweep.json"))
   assert [r["alpha"] for r in summary["rows"]] == [0.001, 0.1]

@@ -127,6 +127,44 @@ def test_start_batch_resumes_identically(source):
     pipeline.batches(source, order, start_batch=9, process_index=0, process_count=1, **kwargs)
 
 
+CELEBA_CROP = ((0.7, 1.0), (1.0, 4.0 / 3.0))
+
+
+def test_random_resized_crop_boxes_follow_torchvision_rules():
+  rng = np.random.default_rng(0)
+  boxes = [pipeline.random_resized_crop_box(64, 64, rng, scale=CELEBA_CROP[0],
+                                            ratio=CELEBA_CROP[1]) for _ in range(500)]
+  for y0, x0, h, w in boxes:
+    assert 0 <= y0 and y0 + h <= 64 and 0 <= x0 and x0 + w <= 64
+    # Area fraction and aspect ratio in range, up to the rounding to whole pixels.
+    assert 0.7 - 0.05 <= h * w / 64 ** 2 <= 1.0
+    assert 1.0 - 0.05 <= w / h <= 4 / 3 + 0.05
+  assert len({b for b in boxes}) > 100  # Varied positions and sizes.
+  # No try fits (scale 1 needs the whole image at ratio >= 2): the clamped centre crop.
+  assert pipeline.random_resized_crop_box(40, 40, rng, scale=(1.0, 1.0), ratio=(2.0, 3.0)) == (
+      10, 0, 20, 40)
+
+
+def test_random_crops_are_deterministic_and_resume_identically(source, records):
+  order = np.random.default_rng(5).permutation(40)
+  kwargs = dict(batch_size=8, train=True, seed=3, epoch=1, random_crop=CELEBA_CROP)
+  crops = _run(source, order, **kwargs)
+  assert any(not np.allclose(b["image"][0], records[order[8 * k]]["image"] / 255.0)
+             for k, b in enumerate(crops))
+  again = _run(source, order, start_batch=2, **kwargs)
+  for a, b in zip(crops[2:], again):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["face_mask"], b["face_mask"])  # Cropped alike.
+  other = _run(source, order, **dict(kwargs, epoch=2))
+  assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(crops, other))
+  # Evaluation batches are never cropped.
+  plain = _run(source, order[:8], batch_size=8, train=False, random_crop=CELEBA_CROP)
+  np.testing.assert_allclose(plain[0]["image"][0], records[order[0]]["image"] / 255.0,
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="random_crop"):
+    _run(source, order, batch_size=8, train=True, random_crop=((0.9, 0.5), (1.0, 1.0)))
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_two_processes_cover_each_global_batch_once(source, train):
   order = np.random.default_rng(2).permutation(40)[:30]

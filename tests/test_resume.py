@@ -1,15 +1,16 @@
 """A run killed with SIGKILL mid-training and restarted ends exactly where an
 uninterrupted run with the same seed ends (weights, BatchNorm statistics,
-optimizer state), including the DB-VAE's per-epoch sampling plan."""
+optimizer state), including the DB-VAE's per-epoch sampling plan, random crops and
+the checkpoint selected by validation; for each kind of run (``train_testlib.RESUME_RUNS``)."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
 import train_testlib
 from facebias_jax import runs
@@ -24,9 +25,7 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 import train_testlib
 from facebias_jax.train import loop
-config = train_testlib.tiny_config("dbvae", {data_dir!r}, max_steps={steps},
-                                   checkpoint_every_steps=3)
-config.eval.at_end = False
+config = train_testlib.resume_config({kind!r}, {data_dir!r}, {steps}, {weights!r})
 
 def kill_at(step):
   if step == {kill_at}:
@@ -36,11 +35,14 @@ loop.train_and_evaluate(config, {workdir!r}, on_step=kill_at)
 """
 
 
-def _config(data_dir):
-  config = train_testlib.tiny_config("dbvae", data_dir, max_steps=TOTAL_STEPS,
-                                     checkpoint_every_steps=3)
-  config.eval.at_end = False
-  return config
+def _weights(tmp_path):
+  """A tiny torchvision-layout ResNet-18 state dict written with torch.save."""
+  import torch  # pylint: disable=import-outside-toplevel
+  import torch_reference  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  path = str(tmp_path / "resnet18.pth")
+  torch.save(torch_reference.resnet18(num_classes=1, width=0.125).state_dict(), path)
+  return path
 
 
 def _final_state(workdir):
@@ -53,12 +55,15 @@ def _final_state(workdir):
     ckpt.close()
 
 
-def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("kind", train_testlib.RESUME_RUNS)
+def test_sigkill_and_resume_matches_uninterrupted_run(kind, tmp_path):
   data_dir = str(tmp_path / "tfds")
   train_testlib.prepare_tiny_dataset(data_dir)
+  weights = _weights(tmp_path) if kind == "finetune" else None
+  config = lambda: train_testlib.resume_config(kind, data_dir, TOTAL_STEPS, weights)
   killed = str(tmp_path / "killed")
   script = CHILD.format(tests=os.path.join(ROOT, "tests"), data_dir=data_dir, workdir=killed,
-                        steps=TOTAL_STEPS, kill_at=KILL_AT)
+                        steps=TOTAL_STEPS, kill_at=KILL_AT, kind=kind, weights=weights)
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
@@ -66,10 +71,12 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
   interrupted_at = max(runs.finished_steps(killed))
   assert interrupted_at in (3, 6)
 
-  resumed = loop.train_and_evaluate(_config(data_dir), killed)
+  resumed = loop.train_and_evaluate(config(), killed)
   assert resumed["training"]["steps"] == TOTAL_STEPS
   uninterrupted = str(tmp_path / "uninterrupted")
-  loop.train_and_evaluate(_config(data_dir), uninterrupted)
+  reference = loop.train_and_evaluate(config(), uninterrupted)
+  assert resumed["selection"] == reference["selection"]
+  assert reference["selection"]["step"] in (3, 6, 9, 12)
 
   step_a, state_a = _final_state(killed)
   step_b, state_b = _final_state(uninterrupted)
@@ -78,7 +85,12 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
   assert len(leaves_a) == len(leaves_b) > 10
   for a, b in zip(leaves_a, leaves_b):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
-  # The log holds each step at most once, the resumed part included.
-  with open(os.path.join(killed, "metrics.jsonl")) as f:
-    logged = [int(re.search(r'"step": (\d+)', line).group(1)) for line in f]
-  assert logged == sorted(set(logged)) and logged[-1] == TOTAL_STEPS
+  # The log holds each step's training and validation record at most once, the
+  # resumed part included, and the same validations as the uninterrupted run.
+  killed_log, reference_log = runs.read_metrics(killed), runs.read_metrics(uninterrupted)
+  for kind in ("loss", "val_accuracy"):
+    logged = [r["step"] for r in killed_log if kind in r]
+    assert logged == sorted(set(logged)) and logged[-1] == TOTAL_STEPS, kind
+  validations = lambda log: [(r["step"], r["val_accuracy"]) for r in log if "val_accuracy" in r]
+  assert validations(killed_log) == validations(reference_log) == [
+      (s, v) for s, v in validations(reference_log) if s in (3, 6, 9, 12)]

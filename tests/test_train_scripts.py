@@ -20,12 +20,14 @@ FLAGFILES = sorted(os.path.basename(p)[:-len(".flags")]
 SCRIPT_FLAGS = {
     "classifier": {"workdir"}, "dbvae": {"workdir"}, "dbvae_synthetic": {"workdir", "alphas",
                                                                          "seeds"},
-    "resnet18_sex": {"workdir"},
+    "resnet18_sex": {"workdir"}, "celeba_cam_study": {"workdir"}, "celeba_blond": {"workdir"},
+    "synthetic_blond": {"workdir"},
     "evaluate": {"workdir", "run", "checkpoint", "compare", "labels"},
     "export_cam": {"workdir", "run", "checkpoint"},
     "analyze": {"workdir"},
 }
-TRAINING_CONFIGS = ("classifier", "dbvae", "dbvae_synthetic", "resnet18_sex")
+TRAINING_CONFIGS = ("classifier", "dbvae", "dbvae_synthetic", "resnet18_sex",
+                    "celeba_cam_study", "celeba_blond", "synthetic_blond")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +129,8 @@ def test_flagfiles_parse_and_validate(name):
     assert config.train.sampling == "balanced"
   if "celeba" in name:
     assert "celeba" in config.data.name
+    # CelebA labels no skin type: its groups never ask for "skin".
+    assert "skin" not in config.eval.groups.split(",")
   if "dbvae" in name:
     assert config.model.name == "dbvae" and config.train.sampling == "dbvae"
 

@@ -16,7 +16,7 @@ TINY_SIZE = 16
 
 
 def prepare_tiny_dataset(data_dir: str, *, name: str = TINY_NAME, task: str = "faces_vs_nonfaces",
-                         train: int = 64, validation: int = 0, test: int = 32) -> str:
+                         train: int = 64, validation: int = 16, test: int = 32) -> str:
   """Prepares a tiny synthetic set in ``data_dir``; returns its TFDS name.
 
   Shared by every test that needs prepared data (pipeline, analysis, training,
@@ -54,6 +54,10 @@ def tiny_config(kind: str, data_dir: str, name: str = f"facebias_synthetic_faces
   config.train.progress_bar = False
   config.eval.n_boot = 20
   config.eval.batch_size = 16
+  # No validation unless a test asks for it (the tiny sets have no validation split).
+  config.train.select_by = "last"
+  config.eval.every_epochs = 0
+  config.eval.min_group_size = 0  # Groups of a few examples: still in the summary.
   for key, value in train_overrides.items():
     config.train[key] = value
   return config
@@ -65,5 +69,36 @@ def multidevice_config(data_dir: str) -> ml_collections.ConfigDict:
   side (oneDNN runs on one device only, and kernels are not what is compared)."""
   config = tiny_config("dbvae", data_dir, max_steps=6, optimizer="sgd", learning_rate=0.05)
   config.model.conv_impl = "xla"
+  config.eval.at_end = False
+  return config
+
+
+# Kinds of run the SIGKILL resume test covers.
+RESUME_RUNS = ("dbvae", "finetune")
+
+
+def resume_config(kind: str, data_dir: str, max_steps: int,
+                  weights: str | None = None) -> ml_collections.ConfigDict:
+  """A run the resume tests kill and restart: a checkpoint and a validation every 3
+  steps, the checkpoint selected by worst-group validation accuracy.
+
+  ``kind``: ``"dbvae"`` (debiased sampling: a plan per epoch from the weights), or
+  ``"finetune"`` (a ResNet-18 from torchvision ``weights``, SGD, random crops).
+  """
+  if kind == "finetune":
+    config = tiny_config("cnn", data_dir, max_steps=max_steps, optimizer="sgd",
+                         learning_rate=1e-2)
+    config.model = ml_collections.ConfigDict({
+        "name": "resnet18", "num_classes": 1, "conv_impl": "auto", "width": 0.125,
+        "small_inputs": False, "init_from": weights, "init_head": False})
+    config.data.normalize = "imagenet"
+    config.data.image_size = 32
+    config.data.random_crop = True
+  else:
+    config = tiny_config(kind, data_dir, max_steps=max_steps)
+  config.train.checkpoint_every_steps = 3
+  config.train.keep_checkpoints = 1
+  config.train.select_by = "worst_group_accuracy"
+  config.eval.every_steps = 3
   config.eval.at_end = False
   return config

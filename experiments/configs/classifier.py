@@ -36,17 +36,28 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   # standard CNN: the lab's 12-24-48-72 channels and 512-unit hidden layer.
   config.model = model_section("standard_cnn", filters=12, hidden_dim=512)
+  # First weights: "" (fresh, from config.seed), a torchvision state dict (.pth or
+  # .safetensors; ResNets with small_inputs=False, data.normalize="imagenet"), or another
+  # run's workdir. The head is re-initialised unless init_head and its shapes match.
+  config.model.init_from = ""
+  config.model.init_head = False
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "facebias_synthetic_faces/faces_vs_nonfaces_64"
   config.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS default.
   config.data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # Raw files.
   config.data.train_split = "train"
+  config.data.validation_split = "validation"  # Per-group validation, model selection.
   config.data.eval_split = "test"   # Balanced over skin x sex (PPB-like).
   config.data.image_size = 64
   config.data.normalize = "unit"    # "imagenet" for torchvision-initialised ResNets.
   config.data.label_key = "label"   # "Male" for CelebA sex classifiers.
   config.data.flip = True
+  # RandomResizedCrop before the flip (the CelebA protocols: scale 0.7-1, aspect
+  # 1-4/3), drawn per (seed, epoch, position) so resumed runs see the same crops.
+  config.data.random_crop = False
+  config.data.crop_scale = (0.7, 1.0)
+  config.data.crop_ratio = (1.0, 4.0 / 3.0)
   config.data.num_threads = 2
 
   config.train = ml_collections.ConfigDict()
@@ -61,6 +72,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.weight_decay = 0.0
   config.train.momentum = 0.9         # sgd only.
   config.train.nesterov = False       # sgd only.
+  # Backbone learning rate / head's (ResNets): 1 trains all alike, 0 freezes the
+  # backbone (linear probe).
+  config.train.backbone_lr_scale = 1.0
+  # Which checkpoint the final report evaluates: the best validated one by
+  # "worst_group_accuracy" (the group-robustness protocols), "accuracy" or "loss",
+  # or the "last". patience > 0 stops after that many validations without improvement.
+  config.train.select_by = "worst_group_accuracy"
+  config.train.patience = 0
   config.train.sampling = "uniform"   # "uniform" | "balanced" | "dbvae".
   config.train.balance_groups = "skin,Male"
   config.train.balance_mode = "oversample"  # or "undersample".
@@ -79,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.debias.face_key = "is_face"  # Attribute marking faces; "label" = label 1.
 
   config.eval = ml_collections.ConfigDict()
+  config.eval.every_epochs = 1        # Validate per group every N epochs (0: off) ...
+  config.eval.every_steps = 0         # ... or every N steps.
+  config.eval.val_n_boot = 0          # Bootstrap resamples of validation CIs (0: none).
   config.eval.at_end = True
   config.eval.groups = "skin,Male"
   config.eval.batch_size = 128

@@ -33,6 +33,9 @@ DEFAULT_NUM_THREADS = 2
 # Integer feature that marks which example a batch row is; -1 on eval padding.
 PAD_INDEX = -1
 _FLIP_STREAM = 0x464C4950  # "FLIP": keeps flip draws apart from other seeded streams.
+_CROP_STREAM = 0x43524F50  # "CROP"
+# RandomResizedCrop's attempts before its fallback (torchvision's value).
+_CROP_TRIES = 10
 
 
 def num_batches(num_indices: int, batch_size: int, train: bool) -> int:
@@ -53,6 +56,34 @@ def flip_decisions(num: int, *, seed: int, epoch: int) -> np.ndarray:
   return rng.random(num) < 0.5
 
 
+def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, *,
+                           scale: tuple[float, float], ratio: tuple[float, float]
+                           ) -> tuple[int, int, int, int]:
+  """torchvision's ``RandomResizedCrop`` box ``(y0, x0, h, w)`` of an image.
+
+  Up to 10 tries of an area fraction uniform in ``scale`` and an aspect ratio (w/h)
+  log-uniform in ``ratio``; the first that fits is placed uniformly. If none fits, the
+  centre crop of the image clamped to ``ratio``.
+  """
+  area = height * width
+  log_ratio = (np.log(ratio[0]), np.log(ratio[1]))
+  for _ in range(_CROP_TRIES):
+    target = area * rng.uniform(scale[0], scale[1])
+    aspect = float(np.exp(rng.uniform(*log_ratio)))
+    w = int(round(np.sqrt(target * aspect)))
+    h = int(round(np.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      return (int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w)
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    w, h = width, int(round(width / ratio[0]))
+  elif in_ratio > ratio[1]:
+    h, w = height, int(round(height * ratio[1]))
+  else:
+    w, h = width, height
+  return (height - h) // 2, (width - w) // 2, h, w
+
+
 def _resize(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
   if image.shape[0] == size and image.shape[1] == size:
     return image
@@ -63,8 +94,11 @@ class _BatchLoader:
   """Builds local batch ``k`` of an epoch plan; called from grain threads."""
 
   def __init__(self, reader: sources.Reader, layout: dict[str, np.ndarray], columns: dict,
-               label_key: str, image_size: int | None, normalize: str):
+               label_key: str, image_size: int | None, normalize: str, *,
+               crop: tuple | None = None, seed: int = 0, epoch: int = 0):
     self.reader = reader
+    self.crop = crop
+    self.crop_key = (int(seed), int(epoch), _CROP_STREAM)
     self.layout = layout
     self.columns = columns
     self.label_key = label_key
@@ -84,6 +118,21 @@ class _BatchLoader:
                        "pass image_size to batches().")
     return stored[:2]
 
+  def _random_crop(self, image: np.ndarray, mask: np.ndarray | None, position: int):
+    """The random resized crop of the example at ``position`` of the epoch's order (a
+    pure function of seed, epoch and position: resumed runs crop alike)."""
+    rng = np.random.default_rng([*self.crop_key, position])
+    y0, x0, h, w = random_resized_crop_box(*image.shape[:2], rng, scale=self.crop[0],
+                                           ratio=self.crop[1])
+    size = self.image_size or max(image.shape[:2])
+    shrink = h * w > size * size
+    image = cv2.resize(image[y0:y0 + h, x0:x0 + w], (size, size),
+                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if mask is not None:
+      mask = cv2.resize(mask[y0:y0 + h, x0:x0 + w].astype(np.uint8), (size, size),
+                        interpolation=cv2.INTER_NEAREST) > 0
+    return image, mask
+
   def __call__(self, k: int) -> dict[str, Any]:
     ids = self.layout["index"][k]
     real = ids != PAD_INDEX
@@ -94,6 +143,8 @@ class _BatchLoader:
     images = np.zeros((len(ids), height, width, 3), np.uint8)
     masks = np.zeros((len(ids), height, width), bool) if self.want_mask else None
     for row, (image, mask) in zip(rows, decoded):
+      if self.crop is not None:
+        image, mask = self._random_crop(image, mask, int(self.layout["position"][k][row]))
       if self.image_size:
         image = _resize(image, self.image_size, cv2.INTER_AREA)
         if mask is not None:
@@ -146,12 +197,14 @@ def batch_layout(indices: np.ndarray, *, batch_size: int, train: bool, seed: int
   local = batch_size // process_count
   cols = slice(process_index * local, (process_index + 1) * local)
   return {"index": ids.reshape(nb, batch_size)[:, cols],
-          "flip": flip_rows.reshape(nb, batch_size)[:, cols]}
+          "flip": flip_rows.reshape(nb, batch_size)[:, cols],
+          "position": np.arange(total, dtype=np.int64).reshape(nb, batch_size)[:, cols]}
 
 
 def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch_size: int,
             image_size: int | None = None, train: bool, seed: int = 0, epoch: int = 0,
             start_batch: int = 0, normalize: str = "unit", flip: bool | None = None,
+            random_crop: tuple[tuple[float, float], tuple[float, float]] | None = None,
             label_key: str = "label", process_index: int | None = None,
             process_count: int | None = None,
             num_threads: int = DEFAULT_NUM_THREADS) -> Iterator[dict[str, Any]]:
@@ -170,6 +223,9 @@ def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch
     start_batch: first batch to yield (resuming from a checkpoint).
     normalize: ``"unit"`` ([0, 1]) or ``"imagenet"`` (mean/std).
     flip: random horizontal flips; default ``train``.
+    random_crop: ``(scale, ratio)`` of a random resized crop before the flip (the CelebA
+      protocols: ``((0.7, 1.0), (1.0, 4 / 3))``), drawn per (seed, epoch, position);
+      train batches only. None (default) keeps the whole image.
     label_key: integer record feature used as ``label`` (e.g. ``"Male"``).
     process_index: this process (default ``jax.process_index()``).
     process_count: number of processes (default ``jax.process_count()``).
@@ -200,11 +256,25 @@ def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch
   layout = batch_layout(indices, batch_size=batch_size, train=train, seed=seed, epoch=epoch,
                     flip=train if flip is None else flip, process_index=process_index,
                     process_count=process_count)
-  loader = _BatchLoader(reader, layout, table, label_key, image_size, normalize)
+  if random_crop is not None:
+    _check_crop(random_crop)
+  loader = _BatchLoader(reader, layout, table, label_key, image_size, normalize,
+                        crop=random_crop if train else None, seed=seed, epoch=epoch)
   dataset = grain.MapDataset.range(start_batch, nb).map(loader)
   options = grain.ReadOptions(num_threads=num_threads,
                               prefetch_buffer_size=max(2, 2 * num_threads))
   return iter(dataset.to_iter_dataset(options))
+
+
+def _check_crop(random_crop) -> None:
+  try:
+    (s0, s1), (r0, r1) = random_crop
+  except (TypeError, ValueError):
+    raise ValueError(f"random_crop must be ((scale_min, scale_max), (ratio_min, ratio_max)), "
+                     f"got {random_crop!r}") from None
+  if not (0.0 < s0 <= s1 <= 1.0 and 0.0 < r0 <= r1):
+    raise ValueError(f"random_crop={random_crop!r}: need 0 < scale_min <= scale_max <= 1 and "
+                     "0 < ratio_min <= ratio_max (e.g. ((0.7, 1.0), (1.0, 1.333)))")
 
 
 def _validate(source, indices: np.ndarray, *, batch_size: int, image_size: int | None,

@@ -42,7 +42,7 @@ import numpy as np
 from facebias_jax import imaging
 from facebias_jax.data import groups
 
-TASKS = ("faces_vs_nonfaces", "sex")
+TASKS = ("faces_vs_nonfaces", "sex", "blond")
 
 DEFAULT_KNOBS: dict[str, Any] = {
     # Share of darker-skinned (Fitzpatrick 4-6) faces; CelebA is estimated at ~5-15%.
@@ -56,7 +56,15 @@ DEFAULT_KNOBS: dict[str, Any] = {
     "face_fraction": 0.5,
     # Share of darker tones among skin-coloured non-face blobs and brown textures.
     "nonface_darker_fraction": 0.8,
-    # True: equal counts over skin (lighter/darker) x sex, like PPB (test splits).
+    # Task blond only (label Blond_Hair; sex is the spurious attribute, as in CelebA's
+    # Blond_Hair x Male benchmark: 24% of women and 2% of men are blond there).
+    "blond_fraction_female": 0.24,
+    "blond_fraction_male": 0.02,
+    # How far blond hair is from light brown (1: the full blond tone; lower values make
+    # hair colour a subtler cue than the sex cues, so a shortcut tempts more).
+    "blond_contrast": 1.0,
+    # True: equal counts over skin (lighter/darker) x sex, like PPB (test splits); for
+    # task blond, equal counts over Blond_Hair x sex instead.
     "balanced": False,
 }
 
@@ -79,9 +87,9 @@ _DARKER_TYPE_PROBS = (0.35, 0.35, 0.30)    # types 4, 5, 6
 
 _HAIR_RGB = {
     "black": (28, 22, 20), "brown": (92, 58, 34), "blond": (214, 180, 110),
-    "gray": (170, 168, 165), "red": (150, 64, 30)}
+    "gray": (170, 168, 165), "red": (150, 64, 30), "light_brown": (150, 104, 58)}
 _HAIR_ATTRIBUTE = {"black": "Black_Hair", "brown": "Brown_Hair", "blond": "Blond_Hair",
-                   "gray": "Gray_Hair"}
+                   "gray": "Gray_Hair", "light_brown": "Brown_Hair"}
 
 
 # ----------------------------------------------------------------------------- knobs
@@ -91,7 +99,7 @@ def validate_knobs(task: str = "faces_vs_nonfaces", **knobs) -> dict[str, Any]:
   """Fills in defaults and checks the generator's knobs.
 
   Args:
-    task: ``"faces_vs_nonfaces"`` or ``"sex"``.
+    task: ``"faces_vs_nonfaces"``, ``"sex"`` or ``"blond"``.
     **knobs: any subset of ``DEFAULT_KNOBS``.
 
   Returns:
@@ -148,6 +156,8 @@ def _plan(num: int, seed: int, task: str, knobs: Mapping[str, Any]) -> dict[str,
   make ``balanced=True`` exactly balanced.
   """
   rng = np.random.default_rng([seed, _PLAN_STREAM])
+  if task == "blond":
+    return _blond_plan(num, rng, knobs)
   num_faces = num if task == "sex" else int(round(num * knobs["face_fraction"]))
   if knobs["balanced"]:
     cell_probs = [0.25] * 4
@@ -170,6 +180,35 @@ def _plan(num: int, seed: int, task: str, knobs: Mapping[str, Any]) -> dict[str,
           "darker": np.concatenate(darker + [pad]),
           "male": np.concatenate(male + [pad]),
           "young": np.concatenate(young + [pad])}
+  order = rng.permutation(num)
+  return {k: v[order] for k, v in plan.items()}
+
+
+def _blond_plan(num: int, rng: np.random.Generator, knobs: Mapping[str, Any]
+                ) -> dict[str, np.ndarray]:
+  """Task blond: all faces, with planned hair colour (blond or not) per sex.
+
+  Unbalanced: the skin x sex cells of the other tasks, and within each sex the blond
+  fractions of the knobs (blond men are the rare group). Balanced (test splits):
+  equal counts over Blond_Hair x sex, skin in the usual proportions within each.
+  """
+  d = knobs["darker_fraction"]
+  if knobs["balanced"]:
+    cells = _allocate(num, [0.25] * 4, rng)  # (female, male) x (not blond, blond)
+    male = np.concatenate([np.full(n, c >= 2) for c, n in enumerate(cells)])
+    blond = np.concatenate([np.full(n, c % 2 == 1) for c, n in enumerate(cells)])
+    darker = np.concatenate([np.arange(n) < int(round(n * d)) for n in cells])
+  else:
+    ml, md = knobs["male_fraction_lighter"], knobs["male_fraction_darker"]
+    cells = _allocate(num, [(1 - d) * (1 - ml), (1 - d) * ml, d * (1 - md), d * md], rng)
+    darker = np.concatenate([np.full(n, c >= 2) for c, n in enumerate(cells)])
+    male = np.concatenate([np.full(n, c % 2 == 1) for c, n in enumerate(cells)])
+    fraction = {False: knobs["blond_fraction_female"], True: knobs["blond_fraction_male"]}
+    blond = np.concatenate([np.arange(n) < int(round(n * fraction[c % 2 == 1]))
+                            for c, n in enumerate(cells)])
+  young = rng.random(num) < knobs["young_fraction"]
+  plan = {"is_face": np.ones(num, bool), "darker": darker, "male": male, "young": young,
+          "blond": blond}
   order = rng.permutation(num)
   return {k: v[order] for k, v in plan.items()}
 
@@ -393,12 +432,17 @@ def _clutter_shape(d: _Draws, canvas: np.ndarray, size: int) -> None:
 # ------------------------------------------------------------------------- faces
 
 
-def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool) -> dict[str, Any]:
+def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool,
+                blond: bool | None = None, blond_contrast: float = 1.0) -> dict[str, Any]:
   """Draws every visual parameter of one face given its planned skin group, sex and age.
 
   The returned dict is everything ``render_face`` needs; editing it (e.g. setting
   ``glasses`` to None) re-renders the same face with one thing changed, and
   ``features=False`` leaves out eyes, brows, nose and mouth (a blank head).
+
+  ``blond`` (task blond) plans the hair colour: visible blond hair of tone
+  ``blond_contrast`` (1 = full blond, 0 = light brown), or any other colour. None
+  leaves it to the usual draws, which are then exactly those of the other tasks.
   """
   f: dict[str, Any] = {"male": male, "young": young}
   f["skin_type"] = _skin_type(d, darker)
@@ -445,9 +489,12 @@ def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool) -> dict[str
   elif darker:
     f["hair_color"] = d.choice(("black", "brown", "blond"), (0.8, 0.18, 0.02))
   else:
-    blond = 0.28 if not male else 0.1
-    f["hair_color"] = d.choice(("black", "brown", "blond", "red"), (0.3, 0.62 - blond, blond, 0.08))
-  f["hair"] = _shade(_HAIR_RGB[f["hair_color"]], d.normal(1.0, 0.08))
+    blond_prob = 0.28 if not male else 0.1
+    f["hair_color"] = d.choice(("black", "brown", "blond", "red"),
+                               (0.3, 0.62 - blond_prob, blond_prob, 0.08))
+  if blond is not None:
+    _plan_hair(d, f, blond=blond, darker=darker)
+  f["hair"] = _shade(_hair_rgb(f["hair_color"], blond_contrast), d.normal(1.0, 0.08))
   f["hairline"] = d.u(-0.72, -0.5) if young or not male else d.u(-0.7, -0.4)
   f["fringe"] = (not f["bald"]) and d.p(0.35 if not male else 0.15)
   f["hair_volume"] = d.u(1.04, 1.16)
@@ -468,7 +515,30 @@ def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool) -> dict[str
   f["hat"] = None
   if d.p(0.05):
     f["hat"] = {"color": _random_color(d, 10, 230), "brim": d.p(0.6), "height": d.u(0.5, 0.9)}
+  if blond:
+    f["hat"] = None  # The planned blond hair stays visible (Blond_Hair = 1).
   return f
+
+
+def _hair_rgb(color: str, blond_contrast: float) -> tuple[float, float, float]:
+  if color != "blond" or blond_contrast == 1.0:
+    return _HAIR_RGB[color]
+  return _mix(_HAIR_RGB["light_brown"], _HAIR_RGB["blond"], blond_contrast)
+
+
+def _plan_hair(d: _Draws, f: dict[str, Any], *, blond: bool, darker: bool) -> None:
+  """Task blond: replaces the drawn hair colour by the planned one (in place)."""
+  if blond:
+    f["hair_color"] = "blond"
+    if f["bald"]:
+      f["bald"] = False
+      f["hair_style"] = d.choice(("short", "medium"), (0.7, 0.3))
+  elif f["hair_color"] in ("blond", "brown", "red") and not darker:
+    # Light brown is common among the others: at a low blond_contrast, a blond and a
+    # light-brown head look alike, as dark blond and light brown do in CelebA.
+    f["hair_color"] = d.choice(("brown", "light_brown", "red"), (0.45, 0.45, 0.1))
+  elif f["hair_color"] == "blond":
+    f["hair_color"] = d.choice(("black", "brown"), (0.8, 0.2))
 
 
 def face_attributes(f: Mapping[str, Any]) -> dict[str, int]:
@@ -835,7 +905,8 @@ def _canvas_size(image_size: int) -> int:
 
 
 def render_example(seed: int, index: int, *, image_size: int, is_face: bool, darker: bool,
-                   male: bool, young: bool, nonface_darker_fraction: float
+                   male: bool, young: bool, nonface_darker_fraction: float,
+                   blond: bool | None = None, blond_contrast: float = 1.0
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
   """Renders example ``index`` of the dataset with ``seed`` (pure function of its args).
 
@@ -847,7 +918,8 @@ def render_example(seed: int, index: int, *, image_size: int, is_face: bool, dar
   canvas = _background(d, size)
   mask = np.zeros((size, size), np.uint8)
   if is_face:
-    f = sample_face(d, darker=darker, male=male, young=young)
+    f = sample_face(d, darker=darker, male=male, young=young, blond=blond,
+                    blond_contrast=blond_contrast)
     render_face(f, canvas, mask)
     attrs = face_attributes(f)
   else:
@@ -868,8 +940,9 @@ def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs
     num: number of images.
     seed: non-negative integer; the same seed and arguments give the same arrays.
     image_size: side of the square images (e.g. 64 or 128).
-    task: ``"faces_vs_nonfaces"`` (label = is_face) or ``"sex"`` (all faces,
-      label = Male).
+    task: ``"faces_vs_nonfaces"`` (label = is_face), ``"sex"`` (all faces,
+      label = Male) or ``"blond"`` (all faces, label = Blond_Hair, with sex as the
+      spurious attribute: the ``blond_fraction_*`` knobs).
     **knobs: group imbalance, see ``DEFAULT_KNOBS`` (``darker_fraction``,
       ``male_fraction_lighter``, ``male_fraction_darker``, ``young_fraction``,
       ``face_fraction``, ``nonface_darker_fraction``, ``balanced``).
@@ -897,16 +970,19 @@ def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs
   # Attributes gather in Python lists: one array per column at the end is far
   # cheaper than a NumPy scalar store per attribute and example.
   values = {name: [] for name in ATTRIBUTE_NAMES}
+  blonds = plan["blond"].tolist() if "blond" in plan else [None] * num
   flags = zip(plan["is_face"].tolist(), plan["darker"].tolist(), plan["male"].tolist(),
-              plan["young"].tolist())
-  for i, (is_face, darker, male, young) in enumerate(flags):
+              plan["young"].tolist(), blonds)
+  for i, (is_face, darker, male, young, blond) in enumerate(flags):
     images[i], masks[i], attrs = render_example(
         seed, i, image_size=image_size, is_face=is_face, darker=darker, male=male, young=young,
-        nonface_darker_fraction=full["nonface_darker_fraction"])
+        nonface_darker_fraction=full["nonface_darker_fraction"], blond=blond,
+        blond_contrast=full["blond_contrast"])
     for name in ATTRIBUTE_NAMES:
       values[name].append(attrs[name])
   columns = {name: np.array(v, np.int32).reshape(num) for name, v in values.items()}
-  label = columns["Male"] if task == "sex" else columns["is_face"]
+  label = {"sex": "Male", "blond": "Blond_Hair"}.get(task, "is_face")
+  label = columns[label]
   return {"image": images, "label": label.astype(np.int32).copy(), "attributes": columns,
           "mask": masks}
 

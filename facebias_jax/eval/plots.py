@@ -152,18 +152,48 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], out_png: str, *, title: str) -
 
 # ----------------------------------------------------------------------------- training curves
 
+# DB-VAE loss terms on a scale of their own (the KL is ~20 where the losses are ~0.1).
+_VAE_TERMS = ("kl", "recon", "vae_loss")
+_GROUP_CURVES = "val_group_accuracy"
+
+
 def _curve_panels(keys: Iterable[str]) -> list[tuple[str, list[str]]]:
-  """Groups metric names into panels: losses, accuracies, anything else numeric."""
+  """Groups metric names into panels: losses, the DB-VAE's terms, accuracies."""
   keys = sorted(keys)
-  loss = [k for k in keys if "loss" in k.lower() or k.lower().split("/")[-1] in ("kl", "recon",
-                                                                                  "reconstruction")]
+  vae = [k for k in keys if k in _VAE_TERMS]
+  loss = [k for k in keys if "loss" in k.lower() and k not in vae]
   acc = [k for k in keys if "acc" in k.lower() and k not in loss]
-  panels = [("Loss", loss), ("Accuracy", acc)]
+  panels = [("Loss", loss), ("DB-VAE terms", vae), ("Accuracy", acc)]
   return [(t, ks) for t, ks in panels if ks]
 
 
+def _series(records: Sequence[Mapping[str, Any]], key: str, sub: str | None = None):
+  """``(steps, values)`` of one metric (``sub``: a key of a nested dict metric)."""
+  pts = []
+  for r in records:
+    v = r.get(key)
+    if sub is not None:
+      v = v.get(sub) if isinstance(v, Mapping) else None
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+      pts.append((r["step"], v))
+  return tuple(zip(*pts)) if pts else ((), ())
+
+
+def _style_axis(ax, title: str, ylabel: str) -> None:
+  ax.set_xlabel("Step", fontsize=11)
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.set_ylabel(ylabel, fontsize=11)
+  ax.set_title(title, fontsize=12)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+
+
 def plot_training_curves(paths: str | Sequence[str] | Mapping[str, str], out_png: str) -> str:
-  """Loss and accuracy vs step from one or several ``metrics.jsonl`` files.
+  """Loss, accuracy and per-group validation accuracy vs step from ``metrics.jsonl``.
+
+  Panels: training and validation losses; the DB-VAE's KL and reconstruction terms
+  (their own scale, log axis when it spans decades); training and validation accuracy
+  with the worst group's; the validation accuracy of every group (one line each).
 
   Args:
     paths: a path (file or workdir), a list of them, or label -> path.
@@ -185,26 +215,39 @@ def plot_training_curves(paths: str | Sequence[str] | Mapping[str, str], out_png
   if not panels:
     raise ValueError(f"No loss or accuracy metrics found in {list(paths.values())} "
                      f"(keys seen: {sorted(keys)})")
-  fig = _new_figure(5.5 * len(panels), 4)
-  axes = np.atleast_1d(fig.subplots(1, len(panels)))
+  groups = sorted({g for recs in histories.values() for r in recs
+                   for g in (r.get(_GROUP_CURVES) or {})})
+  count = len(panels) + bool(groups)
+  fig = _new_figure(5.2 * count, 4.2)
+  axes = np.atleast_1d(fig.subplots(1, count))
   styles = ("-", "--", ":", "-.")
   for ax, (title, ks) in zip(axes, panels):
+    lows, highs = [], []
     for ri, (label, recs) in enumerate(histories.items()):
       for ki, k in enumerate(ks):
-        pts = [(r["step"], r[k]) for r in recs if isinstance(r.get(k), (int, float))
-               and r[k] is not None and math.isfinite(r[k])]
-        if not pts:
+        steps, vals = _series(recs, k)
+        if not steps:
           continue
-        steps, vals = zip(*pts)
+        lows.append(min(vals))
+        highs.append(max(vals))
         name = k if len(histories) == 1 else f"{label}: {k}"
         ax.plot(steps, vals, styles[ri % len(styles)], color=_COLORS[ki % len(_COLORS)],
-                label=name, linewidth=1.4, marker="o" if len(pts) < 15 else None, markersize=3)
-    ax.set_xlabel("Step", fontsize=11)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(title, fontsize=11)
-    ax.set_title(f"{title} vs step", fontsize=12)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+                label=name, linewidth=1.4, marker="o" if len(steps) < 15 else None,
+                markersize=3)
+    if lows and min(lows) > 0 and max(highs) / min(lows) > 100:
+      ax.set_yscale("log")
+    _style_axis(ax, f"{title} vs step", title)
+  if groups:
+    ax = axes[-1]
+    for ri, (label, recs) in enumerate(histories.items()):
+      for gi, g in enumerate(groups):
+        steps, vals = _series(recs, _GROUP_CURVES, g)
+        if steps:
+          ax.plot(steps, vals, styles[ri % len(styles)], color=_COLORS[gi % len(_COLORS)],
+                  label=g if len(histories) == 1 else f"{label}: {g}", linewidth=1.4,
+                  marker="o" if len(steps) < 15 else None, markersize=3)
+    ax.set_ylim(0, 1.05)
+    _style_axis(ax, "Validation accuracy per group", "Accuracy")
   return _save_figure(fig, out_png)
 
 

@@ -16,9 +16,11 @@ import optax
 
 from facebias_jax import imaging
 from facebias_jax.data import sampling
-from facebias_jax.models import MODELS
+from facebias_jax.models import MODELS, RESNETS
 from facebias_jax.ops import conv as conv_lib
 from facebias_jax.train import debias, steps as steps_lib
+from facebias_jax.train import init as init_lib
+from facebias_jax.train.selection import SELECT_BY
 
 SAMPLING_MODES = ("uniform", "balanced", "dbvae")
 RECONSTRUCTION_LOSSES = ("l1", "l2")
@@ -60,6 +62,11 @@ def _check_train(m: Any, t: Any) -> None:
     _check(float(t.get(field, 0)) >= 0, f"config.train.{field} must be >= 0, got {t.get(field)}")
   _check(0.0 <= float(t.get("momentum", 0.9)) < 1.0,
          f"config.train.momentum must be in [0, 1), got {t.get('momentum')}")
+  scale = float(t.get("backbone_lr_scale", 1.0))
+  _check(0.0 <= scale <= 1.0, f"config.train.backbone_lr_scale must be in [0, 1], got {scale}")
+  _check(scale == 1.0 or m.name in RESNETS,
+         f"config.train.backbone_lr_scale={scale} needs a model with a linear head over a "
+         f"backbone (the ResNets), got config.model.name={m.name!r}")
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     _check(int(t[field]) > 0, f"config.train.{field} must be positive, got {t[field]}")
   _check(t.sampling in SAMPLING_MODES,
@@ -75,6 +82,31 @@ def _check_train(m: Any, t: Any) -> None:
   if t.face_nonface_batches:
     _check(int(t.batch_size) % 2 == 0, "config.train.face_nonface_batches needs an even "
            f"batch size, got {t.batch_size}")
+
+
+def _check_validation(t: Any, d: Any, e: Any) -> None:
+  _check(t.get("select_by", "last") in SELECT_BY,
+         f"config.train.select_by={t.get('select_by')!r} is not one of {SELECT_BY}")
+  for section, field in (("train", "patience"), ("eval", "every_epochs"),
+                         ("eval", "every_steps"), ("eval", "min_group_size")):
+    value = (t if section == "train" else e).get(field, 0)
+    _check(int(value) >= 0, f"config.{section}.{field} must be >= 0, got {value}")
+  if t.get("select_by", "last") != "last" or int(t.get("patience", 0)):
+    _check(int(e.get("every_epochs", 0)) or int(e.get("every_steps", 0)),
+           f"config.train.select_by={t.get('select_by')!r} (or patience) needs validations: "
+           "set config.eval.every_epochs or config.eval.every_steps > 0")
+  if d.get("random_crop", False):
+    (s0, s1), (r0, r1) = d.crop_scale, d.crop_ratio
+    _check(0 < float(s0) <= float(s1) <= 1, f"config.data.crop_scale={tuple(d.crop_scale)} "
+           "must be (min, max) with 0 < min <= max <= 1, e.g. (0.7, 1.0)")
+    _check(0 < float(r0) <= float(r1), f"config.data.crop_ratio={tuple(d.crop_ratio)} must be "
+           "(min, max) aspect ratios w/h with 0 < min <= max, e.g. (1.0, 4/3)")
+
+
+def validates(config: ml_collections.ConfigDict) -> bool:
+  """Whether training validates on ``config.data.validation_split``."""
+  e = config.eval
+  return bool(int(e.get("every_epochs", 0)) or int(e.get("every_steps", 0)))
 
 
 def _check_debias(m: Any, d: Any, b: Any) -> None:
@@ -103,7 +135,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   m, d, t, b, e = (config[s] for s in SECTIONS)
   _check_model_data(m, d)
   _check_train(m, t)
+  _check_validation(t, d, e)
   _check_debias(m, d, b)
+  init_lib.check_init_from(config)
   _check(int(e.batch_size) > 0, f"config.eval.batch_size must be positive, got {e.batch_size}")
   num_devices = jax.device_count() if num_devices is None else num_devices
   _check(int(t.batch_size) % num_devices == 0,
@@ -121,7 +155,8 @@ def optimizer_kwargs(config: Any, *, total_steps: int) -> dict:
           "grad_clip_norm": float(t.get("grad_clip_norm", 0.0)),
           "weight_decay": float(t.get("weight_decay", 0.0)),
           "momentum": float(t.get("momentum", 0.9)),
-          "nesterov": bool(t.get("nesterov", False))}
+          "nesterov": bool(t.get("nesterov", False)),
+          "backbone_lr_scale": float(t.get("backbone_lr_scale", 1.0))}
 
 
 def make_optimizer_from_config(config: Any, *, total_steps: int) -> optax.GradientTransformation:

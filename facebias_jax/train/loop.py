@@ -10,11 +10,17 @@ notebook; ``experiments/train_*.py`` only parse flags):
 * model ``runs.build_model(config)``, the optimizer of ``config.train``;
 * jit-compiled steps (``train.steps``) on a 1-D ``data`` mesh over all devices;
 * ``metrics.jsonl`` and TensorBoard (``train.metrics_writer``), a tqdm bar;
-* orbax checkpoints every ``checkpoint_every_steps`` and at the end
-  (``train.checkpoint``); running again with the same workdir resumes from the latest
-  one, on the same batches;
-* at the end, ``eval.evaluate.evaluate_model`` on ``config.data.eval_split`` and
-  ``eval.report.write_report`` (plus the DB-VAE's diagnostics).
+* first weights from ``config.model.init_from`` (torchvision's or another run's,
+  ``train.init``);
+* validation per group every ``config.eval.every_epochs`` / ``every_steps`` and the
+  checkpoint selected by ``config.train.select_by`` (``train.selection``), with
+  optional early stopping;
+* orbax checkpoints every ``checkpoint_every_steps``, at every validation and at the
+  end (``train.checkpoint``); running again with the same workdir resumes from the
+  latest one, on the same batches, with the same selection;
+* at the end, ``eval.evaluate.evaluate_model`` of the *selected* checkpoint on
+  ``config.data.eval_split`` and ``eval.report.write_report`` (plus the DB-VAE's
+  diagnostics).
 
 A non-finite loss raises ``NonFiniteLossError`` naming the step; no checkpoint is
 written after it, so the last good one stays the latest.
@@ -39,7 +45,8 @@ from facebias_jax.data import sources
 from facebias_jax.eval import diagnostics, evaluate, plots, report
 from facebias_jax.train import checkpoint as ckpt_lib
 from facebias_jax.train import config as config_lib
-from facebias_jax.train import debias, metrics_writer, plan as plan_lib, sharding
+from facebias_jax.train import debias, metrics_writer, plan as plan_lib, selection, sharding
+from facebias_jax.train import init as init_lib
 from facebias_jax.train import steps as steps_lib
 
 
@@ -80,11 +87,16 @@ def _compiled_encode_step(model_def: steps_lib.ModelDef, out_sharding):
 
 
 class _Logger:
-  """Collects step metrics, fetches them once per logging interval, checks and logs them."""
+  """Collects step metrics, fetches them once per logging interval, checks and logs them.
+
+  Without a progress bar (no terminal: CI, nohup, SLURM logs) it prints one line per
+  logging interval instead: step, epoch, loss, accuracy, steps/s and the time left.
+  """
 
   def __init__(self, writer: metrics_writer.MetricsWriter, checkpointer, workdir: str,
-               bar: tqdm, step: int):
+               bar: tqdm, step: int, total_steps: int, print_lines: bool):
     self.writer, self.checkpointer, self.workdir, self.bar = writer, checkpointer, workdir, bar
+    self.total_steps, self.print_lines = total_steps, print_lines
     self.pending: list[tuple[int, int, dict]] = []
     self.last = {"time": time.perf_counter(), "step": step}
     self.latest: dict[str, float] = {}
@@ -116,6 +128,26 @@ class _Logger:
     self.pending.clear()
     self.bar.set_postfix(loss=f"{means['loss']:.4f}", acc=f"{means['accuracy']:.3f}",
                          steps_s=f"{means['steps_per_sec']:.1f}")
+    if self.print_lines:
+      left = (self.total_steps - step) / max(means["steps_per_sec"], 1e-9)
+      print(f"step {step}/{self.total_steps} epoch {means['epoch']} loss {means['loss']:.4f} "
+            f"accuracy {means['accuracy']:.3f} {means['steps_per_sec']:.1f} steps/s ETA "
+            f"{_duration(left)}", flush=True)
+
+  def validation(self, step: int, record: Mapping[str, Any], select: selection.Selection
+                 ) -> None:
+    if self.print_lines:
+      worst = record.get("val_worst_group_accuracy")
+      print(f"validation step {step}: accuracy {record['val_accuracy']:.3f}, worst group "
+            f"{record.get('val_worst_group')} "
+            f"{'n/a' if worst is None else f'{worst:.3f}'}; selected step "
+            f"{select.best_step}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -131,8 +163,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns:
     The report dict written to ``workdir/report.json`` (``metrics`` = the
-    ``group_metrics`` dict, plus ``dataset``, ``model``, ``config``, ``training``),
-    or, with ``config.eval.at_end=False``, ``{"training": ...}`` only.
+    ``group_metrics`` dict of the selected checkpoint, plus ``dataset``, ``model``,
+    ``config``, ``training``, ``selection``), or, with ``config.eval.at_end=False``,
+    ``{"training": ..., "selection": ...}`` only.
 
   Raises:
     ValueError: invalid config; ``runs.ConfigMismatchError`` when the workdir holds a
@@ -140,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   sharding.maybe_initialize_distributed()
   config_lib.validate_config(config)
-  runs.check_or_write_config(config, workdir)
+  runs.check_config(config, workdir)
   t = config.train
   is_dbvae = config.model.name == "dbvae"
   mesh = sharding.make_mesh()
@@ -153,8 +186,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise ValueError(f"an epoch of {plan_len} examples gives no batch of "
                      f"{t.batch_size}: lower config.train.batch_size")
   total_steps = int(t.max_steps) if int(t.max_steps) > 0 else int(t.num_epochs) * steps_per_epoch
+  validator = selection.Validator(config) if config_lib.validates(config) else None
+  select = selection.Selection(t.select_by, int(t.patience))
 
+  latest = (runs.finished_steps(workdir) or [None])[-1]
   model = runs.build_model(config)
+  init_source = init_lib.initialize_from(config, model) if latest is None else None
   opt_kwargs = config_lib.optimizer_kwargs(config, total_steps=total_steps)
   tx, train_step = _compiled_train_step(
       steps_lib.split_model(model)[0], tuple(sorted(opt_kwargs.items())),
@@ -169,21 +206,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   progress = _progress_enabled(config)
 
   checkpointer = ckpt_lib.Checkpointer(workdir, keep=int(t.keep_checkpoints))
+  # Written only now that data, model and validation are set up: a run refused above
+  # leaves nothing behind that would block the corrected one.
+  runs.write_config(config, workdir)
   writer = metrics_writer.MetricsWriter(workdir)
   plan_epoch, plan = -1, None
-  latest = checkpointer.latest_step()
   if latest is not None:
-    state, plan_epoch, plan = checkpointer.restore(latest, state)
+    state, plan_epoch, plan, selected = checkpointer.restore(latest, state)
+    select.restore(selected)
     logging.info("Resumed %s from step %d", workdir, latest)
     metrics_writer.truncate(writer.path, latest)
   step = int(state.step)
 
   bar = tqdm(total=total_steps, initial=step, desc=f"train {config.model.name}",
              disable=not progress, dynamic_ncols=True)
-  log = _Logger(writer, checkpointer, workdir, bar, step)
+  log = _Logger(writer, checkpointer, workdir, bar, step, total_steps,
+                print_lines=not progress and jax.process_index() == 0)
   start_time = time.perf_counter()
   try:
-    while step < total_steps:
+    while step < total_steps and not select.stop:
       epoch, start_batch = divmod(step, steps_per_epoch)
       if plan is None or plan_epoch != epoch:
         probabilities = None
@@ -198,14 +239,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         state, metrics = train_step(state, sharding.shard_batch(inputs, mesh))
         step += 1
         log.add(step, epoch, metrics)
-        if step % int(t.log_every_steps) == 0 or step == total_steps:
-          log.flush()
-        if step % int(t.checkpoint_every_steps) == 0 or step == total_steps:
+        last = step == total_steps
+        validate = validator is not None and selection.due(
+            config, step, epoch_end=step % steps_per_epoch == 0,
+            epochs_done=step // steps_per_epoch, last=last)
+        save = validate or last or step % int(t.checkpoint_every_steps) == 0
+        if save or step % int(t.log_every_steps) == 0:
           log.flush()  # Never checkpoint a state whose loss went non-finite.
-          checkpointer.save(step, state, epoch=epoch, plan=plan)
+        if validate:
+          record = validator(selection.local_model(model_def, state))
+          select.update(step, record)
+          writer.write(step, {"epoch": epoch, **record}, prefix="val")
+          log.validation(step, record, select)
+        elif select.select_by == "last":
+          select.update(step, {})
+        if save or select.stop:
+          checkpointer.save(step, state, epoch=epoch, plan=plan, selection=select.state(),
+                            protect=select.best_step)
         if on_step is not None:
           on_step(step)
-        if step >= total_steps:
+        if last or select.stop:
           break
     log.flush()
   finally:
@@ -216,28 +269,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
               "steps_per_epoch": steps_per_epoch, "train_examples": data.size,
               "train_faces": int(data.faces.size), "sampling": t.sampling,
               "wall_time_s": time.perf_counter() - start_time,
-              "final_train_metrics": dict(log.latest)}
+              "stopped_early": bool(select.stop and step < total_steps),
+              "init_from": init_source, "final_train_metrics": dict(log.latest)}
+  extra = {"training": training, "selection": select.summary()}
   if not config.eval.at_end:
-    return {"training": training}
-  extra = {"training": training}
+    return extra
   if encode_fn is not None and data.faces.size:
     extra["debias"] = _dbvae_diagnostics(config, workdir, data, encode_fn, state, mesh)
-  return _evaluate(config, workdir, model_def.merge(state), extra)
+  chosen = select.best_step if select.best_step >= 0 else step
+  model = (selection.local_model(model_def, state) if chosen == step
+           else runs.load_run(workdir, step=chosen).model)
+  return _evaluate(config, workdir, model, chosen, extra)
 
 
-def _evaluate(config: ml_collections.ConfigDict, workdir: str, model, extra: dict) -> dict:
-  """Per-group evaluation on the eval split and the report (process 0 writes)."""
+def _evaluate(config: ml_collections.ConfigDict, workdir: str, model, step: int,
+              extra: dict) -> dict:
+  """Per-group evaluation of the checkpoint at ``step`` on the eval split, and the
+  report (process 0 writes)."""
   d, e = config.data, config.eval
   source = sources.load_source(d.name, split=d.eval_split, data_dir=d.data_dir,
                                manual_dir=d.manual_dir)
   metrics = evaluate.evaluate_model(
       model, source, group_spec=e.groups, batch_size=int(e.batch_size),
       image_size=int(d.image_size), normalize=d.normalize, n_boot=int(e.n_boot),
-      seed=int(config.seed), label_key=d.label_key)
+      seed=int(config.seed), label_key=d.label_key,
+      min_group_size=int(e.get("min_group_size", 0)))
   dataset = {"name": d.name, "split": d.eval_split, "num_examples": len(source),
              "groups": e.groups, "label_key": d.label_key}
   model_info = {"name": config.model.name, "workdir": os.path.abspath(workdir),
-                "step": int(extra["training"]["steps"])}
+                "step": int(step)}
   if jax.process_index() != 0:
     return {"metrics": metrics, "dataset": dataset, "model": model_info, **extra}
   result = report.write_report(workdir, metrics=metrics, dataset=dataset, model=model_info,

@@ -21,11 +21,23 @@ from facebias_jax import runs
 
 
 def _jsonable(v: Any) -> Any:
+  if isinstance(v, Mapping):
+    return {str(k): _jsonable(x) for k, x in v.items()}
   if isinstance(v, (np.floating, float)):
     return float(v) if math.isfinite(v) else None
   if isinstance(v, (np.integer,)):
     return int(v)
   return v
+
+
+def _scalars(record: Mapping[str, Any], prefix: str = ""):
+  """``(name, number)`` pairs of a record, nested dicts as ``name/key`` (TensorBoard)."""
+  for k, v in record.items():
+    if isinstance(v, Mapping):
+      yield from _scalars(v, f"{prefix}{k}/")
+    elif (isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+          and k != "epoch" and math.isfinite(v)):
+      yield f"{prefix}{k}", float(v)
 
 
 class MetricsWriter:
@@ -44,9 +56,8 @@ class MetricsWriter:
     line = {"step": int(step), **{k: _jsonable(v) for k, v in record.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(line) + "\n")
-    for k, v in record.items():
-      if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
-        self.writer.add_scalar(f"{prefix}/{k}", v, int(step))
+    for k, v in _scalars(record):
+      self.writer.add_scalar(f"{prefix}/{k}", v, int(step))
     self.writer.flush()
 
   def close(self) -> None:

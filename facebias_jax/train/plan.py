@@ -120,11 +120,13 @@ def batches(config: ml_collections.ConfigDict, source, indices: np.ndarray, *, t
             epoch: int = 0, start_batch: int = 0, batch_size: int | None = None):
   """``pipeline.batches`` of ``indices`` with the config's input settings."""
   d = config.data
+  crop = ((tuple(d.crop_scale), tuple(d.crop_ratio)) if train and d.get("random_crop", False)
+          else None)
   return pipeline.batches(
       source, indices, batch_size=int(batch_size or config.train.batch_size),
       image_size=int(d.image_size), train=train, seed=int(config.seed), epoch=epoch,
       start_batch=start_batch, normalize=d.normalize, flip=d.flip if train else False,
-      label_key=d.label_key, num_threads=int(d.num_threads))
+      random_crop=crop, label_key=d.label_key, num_threads=int(d.num_threads))
 
 
 def encode_faces(config: ml_collections.ConfigDict, data: TrainData, encode_fn, state,

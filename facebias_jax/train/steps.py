@@ -95,13 +95,25 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_cosine")
+HEAD = "head"  # The ResNets' linear head (``ResNet.head``); the rest is the backbone.
+
+
+def is_head_path(path: tuple) -> bool:
+  """Whether a variable path (strings, or pytree keys) lies in the model's head."""
+  return bool(path) and str(getattr(path[0], "key", path[0])) == HEAD
+
+
+def backbone_labels(params: Any) -> Any:
+  """``"head"`` / ``"backbone"`` for every leaf of a parameter pytree."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: HEAD if is_head_path(path) else "backbone", params)
 
 
 def make_optimizer(learning_rate: float, *, total_steps: int, optimizer: str = "adam",
                    schedule: str = "constant", warmup_steps: int = 0,
                    grad_clip_norm: float = 0.0, weight_decay: float = 0.0,
-                   momentum: float = 0.9, nesterov: bool = False
-                   ) -> optax.GradientTransformation:
+                   momentum: float = 0.9, nesterov: bool = False,
+                   backbone_lr_scale: float = 1.0) -> optax.GradientTransformation:
   """The optimizer of a run, with an optional warmup-cosine schedule and clipping.
 
   Args:
@@ -118,6 +130,10 @@ def make_optimizer(learning_rate: float, *, total_steps: int, optimizer: str = "
     weight_decay: weight decay (0 = none).
     momentum: SGD momentum.
     nesterov: Nesterov momentum for SGD.
+    backbone_lr_scale: the backbone's learning rate as a fraction of the head's: 1 trains
+      all alike, 0 freezes the backbone (a linear probe; BatchNorm statistics still
+      follow the data in train mode), in between fine-tunes it more gently. Needs a
+      model with a ``head`` (the ResNets).
 
   Returns:
     An optax transformation.
@@ -138,6 +154,10 @@ def make_optimizer(learning_rate: float, *, total_steps: int, optimizer: str = "
            else optax.adam(lr))
   else:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+  if backbone_lr_scale != 1.0:
+    backbone = (optax.set_to_zero() if backbone_lr_scale == 0.0
+                else optax.chain(opt, optax.scale(backbone_lr_scale)))
+    opt = optax.multi_transform({HEAD: opt, "backbone": backbone}, backbone_labels)
   if grad_clip_norm:
     return optax.chain(optax.clip_by_global_norm(grad_clip_norm), opt)
   return opt

@@ -10,18 +10,22 @@ Configs (``facebias_synthetic_faces/<config>``):
 
 * ``faces_vs_nonfaces_64`` / ``faces_vs_nonfaces_128``: label 1 = face, 0 = non-face.
 * ``sex_64`` / ``sex_128``: faces only, label 1 = ``Male``.
+* ``blond_64`` / ``blond_128``: faces only, label 1 = ``Blond_Hair``, with sex as the
+  spurious attribute (CelebA's Blond_Hair x Male benchmark in miniature: blond men are
+  under 1% of the train split; ``BLOND_KNOBS`` makes blond a subtle tone).
 
 Splits: ``train`` (large, imbalanced with ``synthetic.DEFAULT_KNOBS``: few darker,
 skewed sex ratios), ``validation`` (same distribution as train) and ``test``
 (balanced over skin lighter/darker x sex with ``balanced=True``, like PPB; the faces
-task also holds non-faces). Each chunk of ``chunk_size`` examples of each split
+task also holds non-faces; the blond task balances Blond_Hair x sex instead). Each chunk of ``chunk_size`` examples of each split
 has its own seed (from ``seed``, the split and the chunk number), so memory stays
 small for big splits and the data is the same whatever number of processes
 renders it.
 
 Record features: ``image`` (uint8 HxWx3), ``label`` (ClassLabel), ``mask`` (bool
 HxW face mask, zlib-compressed) and every attribute as an int32 scalar (``Male``,
-``Young``, ``skin_type``, ``is_face``...; -1 on non-faces). Images are stored as raw
+``Young``, ``skin_type``, ``is_face``...; -1 on non-faces), and ``skin_ita``, the
+skin tone estimated from the face mask's pixels. Images are stored as raw
 bytes by default (``image_encoding="raw"``): the rendered faces carry sensor noise,
 so PNG saves only ~30% of the space but costs ~160-340 us to decode a 64 px image
 against ~2 us for raw bytes (2-core CPU, see ``benchmarks/bench_pipeline.py``);
@@ -69,11 +73,14 @@ from facebias_jax.data import synthetic
 
 SKIN_ITA = "skin_ita"
 
-TASKS = ("faces_vs_nonfaces", "sex")
+TASKS = synthetic.TASKS
 DEFAULT_SIZES = {"train": 20_000, "validation": 2_000, "test": 4_000}
 # Split ids feed the seed: each split is an independent draw.
 _SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
-_LABEL_NAMES = {"faces_vs_nonfaces": ["non_face", "face"], "sex": ["female", "male"]}
+_LABEL_NAMES = {"faces_vs_nonfaces": ["non_face", "face"], "sex": ["female", "male"],
+                "blond": ["not_blond", "blond"]}
+# The spurious-correlation benchmark (task blond): blond hair is a subtler cue than sex.
+BLOND_KNOBS = {"blond_contrast": 0.3, "blond_fraction_male": 0.01}
 IMAGE_ENCODINGS = ("raw", "png")
 
 
@@ -82,7 +89,8 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   """One variant of the synthetic benchmark.
 
   Attributes:
-    task: ``"faces_vs_nonfaces"`` or ``"sex"``.
+    task: ``"faces_vs_nonfaces"``, ``"sex"`` or ``"blond"`` (label Blond_Hair; the
+      test split is then balanced over Blond_Hair x sex).
     image_size: side of the square images, in pixels.
     knobs: overrides of ``synthetic.DEFAULT_KNOBS`` for the train and validation
       splits (the test split always uses ``balanced=True`` on top of them).
@@ -140,7 +148,8 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
 
 
 def _make_configs() -> list[SyntheticFacesConfig]:
-  return [SyntheticFacesConfig(name=f"{task}_{size}", task=task, image_size=size)
+  return [SyntheticFacesConfig(name=f"{task}_{size}", task=task, image_size=size,
+                               knobs=BLOND_KNOBS if task == "blond" else {})
           for task in TASKS for size in (64, 128)]
 
 
