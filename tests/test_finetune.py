@@ -119,3 +119,28 @@ def test_frozen_backbone_trains_only_the_head(data_dir, torch_net_and_file, tmp_
   bad = train_testlib.tiny_config("cnn", data_dir, backbone_lr_scale=0.5)
   with pytest.raises(ValueError, match="backbone_lr_scale=0.5 needs a model with a linear head"):
     config_lib.validate_config(bad, num_devices=1)
+
+
+@pytest.mark.parametrize("name,torch_cls,kwargs", [
+    ("sgd", torch.optim.SGD, dict(momentum=0.9, weight_decay=1e-2)),
+    ("adamw", torch.optim.AdamW, dict(weight_decay=1e-2)),
+])
+def test_optimizers_match_pytorch(name, torch_cls, kwargs):
+  """Three updates of our SGD (momentum, L2 decay) / AdamW equal torch.optim's."""
+  import jax
+  from facebias_jax.train import steps
+  rng = np.random.default_rng(0)
+  w0 = rng.normal(size=(4, 3)).astype(np.float32)
+  grads = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(3)]
+  tx = steps.make_optimizer(0.1, total_steps=10, optimizer=name, **kwargs)
+  params = {"w": jnp.asarray(w0)}
+  state = tx.init(params)
+  for g in grads:
+    updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+  w = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+  opt = torch_cls([w], lr=0.1, **kwargs)
+  for g in grads:
+    w.grad = torch.from_numpy(g)
+    opt.step()
+  np.testing.assert_allclose(np.asarray(params["w"]), w.detach().numpy(), rtol=1e-5, atol=1e-6)
