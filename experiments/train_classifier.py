@@ -4,7 +4,7 @@ r"""Trains a face classifier and evaluates it per demographic group.
       --flagfile=experiments/flags/cnn_synthetic.flags --workdir=workdirs/cnn
 
 Any config field can be overridden after the flagfile, e.g.
-``--config.train.num_epochs=5 --config.train.sampling=balanced``. Running again
+``--config.train.num_epochs=5 --config.train.method=oversample``. Running again
 with the same ``--workdir`` resumes from its latest checkpoint.
 """
 

@@ -278,6 +278,28 @@ def step_dir(workdir: str, step: int) -> str:
   return os.path.join(checkpoint_dir(workdir), str(int(step)))
 
 
+def selected_step(workdir: str) -> int | None:
+  """The step a run selected: its report's ``selection.step``, else the ``selection``
+  item of its newest checkpoint (runs without a final evaluation), else None (meaning
+  the newest checkpoint)."""
+  try:
+    with open(os.path.join(workdir, REPORT_FILE)) as f:
+      step = (json.load(f).get("selection") or {}).get("step")
+    if step is not None:
+      return int(step)
+  except (OSError, ValueError):
+    pass
+  steps = finished_steps(workdir)
+  if not steps:
+    return None
+  path = os.path.join(step_dir(workdir, steps[-1]), SELECTION_ITEM)
+  if not os.path.isdir(path):
+    return None
+  with ocp.StandardCheckpointer() as checkpointer:
+    best = int(checkpointer.restore(path)["best_step"])
+  return best if best in steps else None
+
+
 @dataclasses.dataclass
 class Run:
   """A trained model loaded from a workdir."""

@@ -300,3 +300,15 @@ def test_sweep_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
   # Same checkpoint and split as training: identical predictions, identical metrics.
   trained = report.load_report(run_a)["metrics"]
   assert rep["metrics"]["overall"]["accuracy"] == trained["overall"]["accuracy"]
+  # Paired differences from the first run, on the same test images: the two sides are
+  # the runs' own numbers, and the images were resampled once for both.
+  paired = comparison["paired"]
+  assert paired["reference"] == "alpha_0.001/seed_0" and not paired["skipped"]
+  other = report.load_report(str(out / "alpha_0.1_seed_0"))["metrics"]
+  worst = paired["runs"]["alpha_0.1/seed_0"]["fairness"]["worst_group_accuracy"]
+  assert worst["a"] == pytest.approx(rep["metrics"]["fairness"]["worst_group_accuracy"])
+  assert worst["b"] == pytest.approx(other["fairness"]["worst_group_accuracy"])
+  assert worst["difference"] == pytest.approx(worst["b"] - worst["a"])
+  assert paired["runs"]["alpha_0.1/seed_0"]["settings"]["paired"] is True
+  assert "Paired differences from alpha_0.001/seed_0" in (out / "comparison.md").read_text()
+  assert (out / "comparison_paired.png").stat().st_size > 5000

@@ -94,32 +94,6 @@ def test_compare_runs(tmp_path):
   assert _png_ok(tmp_path / "comparison.png")
 
 
-def test_summarize_sweep_and_write(tmp_path):
-  def rep(mean_acc, var):
-    return {"metrics": {"fairness": {"mean_group_accuracy": mean_acc, "accuracy_variance": var,
-                                     "worst_group_accuracy": mean_acc - 0.1},
-                        "overall": {"accuracy": mean_acc},
-                        "groups": {"a": {"accuracy": mean_acc, "in_fairness": True},
-                                   "unknown": {"accuracy": 0.5, "in_fairness": False}}}}
-
-  summary = report.summarize_sweep({"0.1": [rep(0.8, 0.01)], 0.001: [rep(0.9, 0.002), rep(0.8, 0.004)]})
-  rows = summary["rows"]
-  assert [r["alpha"] for r in rows] == [0.001, 0.1]  # sorted numerically
-  assert rows[0]["num_seeds"] == 2
-  assert rows[0]["mean_accuracy"] == pytest.approx(0.85)
-  assert rows[0]["mean_accuracy_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
-  assert rows[0]["accuracy_variance"] == pytest.approx(0.003)
-  assert rows[1]["mean_accuracy_std"] == 0.0
-  assert summary["groups"] == ["a"]  # "unknown" is not a demographic group.
-  out = report.write_sweep(summary, str(tmp_path))
-  md = (tmp_path / "sweep.md").read_text()
-  assert "| 0.001 | 2 | 85.00 ± 7.07 | 30.00 ± 14.14 |" in md
-  assert json.load(open(tmp_path / "sweep.json"))["rows"][1]["alpha"] == 0.1
-  assert _png_ok(tmp_path / "sweep.png") and out["files"]["png"].endswith("sweep.png")
-  with pytest.raises(ValueError, match="no reports"):
-    report.summarize_sweep({0.1: []})
-
-
 def test_plot_training_curves_tolerates_missing_keys(tmp_path):
   path = tmp_path / "metrics.jsonl"
   lines = [{"step": s, "train/loss": 1.0 / (s + 1)} for s in range(0, 50, 5)]

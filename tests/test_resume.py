@@ -1,7 +1,8 @@
 """A run killed with SIGKILL mid-training and restarted ends exactly where an
 uninterrupted run with the same seed ends (weights, BatchNorm statistics,
-optimizer state), including the DB-VAE's per-epoch sampling plan, random crops and
-the checkpoint selected by validation; for each kind of run (``train_testlib.RESUME_RUNS``)."""
+optimizer state, Group DRO's weights), including the DB-VAE's per-epoch sampling plan,
+random crops, JTT's error set and the checkpoint selected by validation; for each kind
+of run (``train_testlib.RESUME_RUNS``: the DB-VAE, a fine-tune, every training method)."""
 
 import os
 import signal
@@ -68,23 +69,31 @@ def test_sigkill_and_resume_matches_uninterrupted_run(kind, tmp_path):
   proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-  interrupted_at = max(runs.finished_steps(killed))
+  interrupted_at = max(runs.finished_steps(
+      os.path.join(killed, loop.DFR_BASE_DIR) if kind == "dfr" else killed))
   assert interrupted_at in (3, 6)
 
   resumed = loop.train_and_evaluate(config(), killed)
-  assert resumed["training"]["steps"] == TOTAL_STEPS
   uninterrupted = str(tmp_path / "uninterrupted")
   reference = loop.train_and_evaluate(config(), uninterrupted)
   assert resumed["selection"] == reference["selection"]
   assert reference["selection"]["step"] in (3, 6, 9, 12)
-
-  step_a, state_a = _final_state(killed)
-  step_b, state_b = _final_state(uninterrupted)
-  assert step_a == step_b == TOTAL_STEPS
-  leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
-  assert len(leaves_a) == len(leaves_b) > 10
-  for a, b in zip(leaves_a, leaves_b):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  # DFR: the killed run is its base; its own checkpoint is the refit at the base's
+  # selected step.
+  trained = [(killed, uninterrupted)]
+  if kind == "dfr":
+    trained = [tuple(os.path.join(d, loop.DFR_BASE_DIR) for d in (killed, uninterrupted))]
+  else:
+    assert resumed["training"]["steps"] == TOTAL_STEPS
+  for dirs in trained + [(killed, uninterrupted)]:
+    (step_a, state_a), (step_b, state_b) = (_final_state(d) for d in dirs)
+    assert step_a == step_b
+    leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
+    assert len(leaves_a) == len(leaves_b) > 10
+    for a, b in zip(leaves_a, leaves_b):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  killed, uninterrupted = trained[0]
+  assert _final_state(killed)[0] == TOTAL_STEPS
   # The log holds each step's training and validation record at most once, the
   # resumed part included, and the same validations as the uninterrupted run.
   killed_log, reference_log = runs.read_metrics(killed), runs.read_metrics(uninterrupted)

@@ -13,7 +13,7 @@ from flax import nnx
 from facebias_jax.models import get_model
 from facebias_jax import runs
 from facebias_jax.train import config as config_lib
-from facebias_jax.train import loop, plan, steps
+from facebias_jax.train import loop, methods, plan, steps
 import train_testlib
 
 
@@ -97,7 +97,7 @@ def test_dbvae_run_with_debiased_sampling(data_dir, tmp_path):
   workdir = str(tmp_path / "dbvae")
   config = train_testlib.tiny_config("dbvae", data_dir)
   report = loop.train_and_evaluate(config, workdir)
-  assert report["training"]["sampling"] == "dbvae"
+  assert report["training"]["method"] == "dbvae"
   debias = report["debias"]
   assert set(debias["groups"]) == {"lighter_female", "lighter_male", "darker_female",
                                    "darker_male"}
@@ -119,8 +119,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
   real_inputs = loop._step_inputs
   calls = []
 
-  def inject_nan_at_step_3(batch, **kwargs):
-    inputs = real_inputs(batch, **kwargs)
+  def inject_nan_at_step_3(batch, data, **kwargs):
+    inputs = real_inputs(batch, data, **kwargs)
     calls.append(1)
     if len(calls) == 3:
       inputs["image"] = np.full_like(inputs["image"], np.nan)
@@ -144,33 +144,41 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
 def test_validate_config_errors(data_dir):
   config = train_testlib.tiny_config("cnn", data_dir)
   config_lib.validate_config(config, num_devices=4)
-  cases = [("train.sampling", "bogus", "sampling='bogus' is not one of"),
+  cases = [("train.method", "bogus", "method='bogus' is not one of"),
            ("model.name", "vgg", "config.model.name='vgg'"),
            ("train.batch_size", 0, "batch_size must be positive"),
            ("debias.combine", "mean", "combine='mean'"),
-           ("train.sampling", "dbvae", "needs config.model.name='dbvae'")]
+           ("train.method", "dbvae", "needs config.model.name='dbvae'"),
+           ("train.reweight_by", "magic", "reweight_by='magic' is not one of"),
+           ("group_dro.eta", 0.0, "group_dro.eta must be > 0"),
+           ("jtt.upweight", 0, "jtt.upweight must be >= 1"),
+           ("dfr.c_grid", (1.0, -1.0), "c_grid must be positive")]
+  methods = {"group_dro": "group_dro", "jtt": "jtt", "dfr": "dfr"}
   for field, value, message in cases:
     bad = train_testlib.tiny_config("cnn", data_dir)
     section, key = field.split(".")
     bad[section][key] = value
+    if section in methods:
+      bad.train.method = methods[section]
     with pytest.raises(ValueError, match=message):
       config_lib.validate_config(bad, num_devices=1)
   with pytest.raises(ValueError, match="batch_size=8 does not divide across 3 devices"):
     config_lib.validate_config(config, num_devices=3)
 
 
-def test_balanced_epoch_plan_equalises_groups(data_dir):
-  config = train_testlib.tiny_config("cnn", data_dir, sampling="balanced",
-                                     balance_groups="skin,Male")
+def test_balanced_epoch_plans_equalise_groups(data_dir):
   rng = np.random.default_rng(0)
   n = 60
   attributes = {"skin_type": rng.choice([1, 2, 5], size=n), "Male": rng.integers(0, 2, n)}
-  data = types.SimpleNamespace(attributes=attributes, size=n)
-  indices = plan.epoch_plan(config, data, epoch=0)
-  assert indices.size == plan.epoch_length(config, data)
-  from facebias_jax.data import groups
-  _, counts = np.unique(groups.assign_groups(attributes, "skin,Male")[indices], return_counts=True)
-  assert len(set(counts.tolist())) == 1
+  groups = methods.assign(attributes, "skin,Male")
+  data = types.SimpleNamespace(attributes=attributes, size=n, groups=groups)
+  _, sizes = np.unique(groups.codes, return_counts=True)
+  for method, target in (("oversample", sizes.max()), ("subsample", sizes.min())):
+    config = train_testlib.tiny_config("cnn", data_dir, method=method, groups="skin,Male")
+    indices = plan.epoch_plan(config, data, epoch=0)
+    assert indices.size == plan.epoch_length(config, data) == target * sizes.size
+    _, counts = np.unique(groups.codes[indices], return_counts=True)
+    assert counts.tolist() == [target] * sizes.size, method
 
 
 def test_load_model_missing_paths(tmp_path):

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import train_testlib
+from facebias_jax.studies import compare_methods
 from facebias_jax.train import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +26,7 @@ SCRIPT_FLAGS = {
     "evaluate": {"workdir", "run", "checkpoint", "compare", "labels"},
     "export_cam": {"workdir", "run", "checkpoint"},
     "analyze": {"workdir"},
+    "compare_methods": {"workdir"},
 }
 TRAINING_CONFIGS = ("classifier", "dbvae", "dbvae_synthetic", "resnet18_sex",
                     "celeba_cam_study", "celeba_blond", "synthetic_blond")
@@ -68,9 +70,9 @@ def test_script_end_to_end(script, flagfile, extra, data_dir, tmp_path):
 
 def test_bad_flag_value_is_a_clear_error(data_dir, tmp_path):
   result = _run("train_classifier", "experiments/flags/cnn_synthetic.flags",
-                str(tmp_path / "bad"), data_dir, "--config.train.sampling=sometimes")
+                str(tmp_path / "bad"), data_dir, "--config.train.method=sometimes")
   assert result.returncode != 0
-  assert "config.train.sampling='sometimes' is not one of" in result.stderr
+  assert "config.train.method='sometimes' is not one of" in result.stderr
 
 
 def _read_flagfile(path):
@@ -121,18 +123,25 @@ def _load_config(path):
 @pytest.mark.parametrize("name", FLAGFILES)
 def test_flagfiles_parse_and_validate(name):
   module, config = _load_config(os.path.join(ROOT, "experiments", "flags", f"{name}.flags"))
+  if module == "compare_methods":
+    # Every method's run config of the comparison is a valid training config.
+    chosen, _ = compare_methods.check(config)
+    for method in chosen:
+      config_lib.validate_config(compare_methods.method_config(config, method, 0, "/tmp/x",
+                                                               num_train=1000), num_devices=1)
+    return
   if module not in TRAINING_CONFIGS:
     return  # Entry-point flagfiles: every field and flag checked while loading.
   config_lib.validate_config(config, num_devices=1)
   assert config.data.name.startswith("facebias_")
   if "balanced" in name:
-    assert config.train.sampling == "balanced"
+    assert config.train.method in ("subsample", "oversample")
   if "celeba" in name:
     assert "celeba" in config.data.name
     # CelebA labels no skin type: its groups never ask for "skin".
     assert "skin" not in config.eval.groups.split(",")
   if "dbvae" in name:
-    assert config.model.name == "dbvae" and config.train.sampling == "dbvae"
+    assert config.model.name == "dbvae" and config.train.method == "dbvae"
 
 
 def test_every_flagfile_is_checked():

@@ -54,7 +54,7 @@ def tiny_config(kind: str, data_dir: str, name: str = f"facebias_synthetic_faces
   config.train.progress_bar = False
   config.eval.n_boot = 20
   config.eval.batch_size = 16
-  # No validation unless a test asks for it (the tiny sets have no validation split).
+  # No validation unless a test asks for it (the tiny validation split has 16 examples).
   config.train.select_by = "last"
   config.eval.every_epochs = 0
   config.eval.min_group_size = 0  # Groups of a few examples: still in the summary.
@@ -73,8 +73,11 @@ def multidevice_config(data_dir: str) -> ml_collections.ConfigDict:
   return config
 
 
-# Kinds of run the SIGKILL resume test covers.
-RESUME_RUNS = ("dbvae", "finetune")
+# Kinds of run the SIGKILL resume test covers: the DB-VAE, an ERM fine-tune, and every
+# other training method on the tiny set (JTT is killed in its second stage, DFR while
+# its base run trains).
+METHOD_RUNS = ("subsample", "oversample", "reweight", "group_dro", "jtt", "dfr")
+RESUME_RUNS = ("dbvae", "finetune") + METHOD_RUNS
 
 
 def resume_config(kind: str, data_dir: str, max_steps: int,
@@ -82,8 +85,9 @@ def resume_config(kind: str, data_dir: str, max_steps: int,
   """A run the resume tests kill and restart: a checkpoint and a validation every 3
   steps, the checkpoint selected by worst-group validation accuracy.
 
-  ``kind``: ``"dbvae"`` (debiased sampling: a plan per epoch from the weights), or
-  ``"finetune"`` (a ResNet-18 from torchvision ``weights``, SGD, random crops).
+  ``kind``: ``"dbvae"`` (debiased sampling: a plan per epoch from the weights),
+  ``"finetune"`` (a ResNet-18 from torchvision ``weights``, SGD, random crops), or a
+  training method of ``METHOD_RUNS`` (the standard CNN, groups by sex).
   """
   if kind == "finetune":
     config = tiny_config("cnn", data_dir, max_steps=max_steps, optimizer="sgd",
@@ -94,6 +98,10 @@ def resume_config(kind: str, data_dir: str, max_steps: int,
     config.data.normalize = "imagenet"
     config.data.image_size = 32
     config.data.random_crop = True
+  elif kind in METHOD_RUNS:
+    config = tiny_config("cnn", data_dir, max_steps=max_steps, method=kind, groups="Male")
+    config.jtt.upweight = 3
+    config.dfr.num_retrains = 2
   else:
     config = tiny_config(kind, data_dir, max_steps=max_steps)
   config.train.checkpoint_every_steps = 3

@@ -9,9 +9,10 @@ split::
 
 Every field can be overridden, e.g. ``--config.train.batch_size=64`` or
 ``--config.model.name=resnet18``. Sections: ``model`` (``get_model`` name and
-options), ``data`` (TFDS dataset and input), ``train`` (optimizer, sampling,
-run length, logging, checkpoints), ``debias`` (DB-VAE loss and resampling;
-unused by plain classifiers), ``eval`` (per-group evaluation at the end).
+options), ``data`` (TFDS dataset and input), ``train`` (optimizer, method,
+run length, logging, checkpoints, selection), ``group_dro`` / ``jtt`` / ``dfr`` (those
+methods' settings), ``debias`` (DB-VAE loss and resampling; unused by plain
+classifiers), ``eval`` (validation per group and the final evaluation).
 """
 
 import ml_collections
@@ -80,14 +81,31 @@ def get_config() -> ml_collections.ConfigDict:
   # or the "last". patience > 0 stops after that many validations without improvement.
   config.train.select_by = "worst_group_accuracy"
   config.train.patience = 0
-  config.train.sampling = "uniform"   # "uniform" | "balanced" | "dbvae".
-  config.train.balance_groups = "skin,Male"
-  config.train.balance_mode = "oversample"  # or "undersample".
+  # The training method (facebias_jax.train.methods, docs/methods.md): "erm",
+  # "subsample", "oversample", "reweight", "group_dro", "jtt", "dfr" or "dbvae". Those
+  # that use group labels take them from train.groups ("" = eval.groups).
+  config.train.method = "erm"
+  config.train.groups = ""
+  config.train.reweight_by = "loss"   # reweight: "loss" weights or "sampling" probabilities.
   config.train.face_nonface_batches = False  # Lab-style half faces, half non-faces.
   config.train.log_every_steps = 50
   config.train.checkpoint_every_steps = 500
   config.train.keep_checkpoints = 3
   config.train.progress_bar = True
+
+  # Group DRO (Sagawa et al. 2020): eta, the group weights' step size; adjustment C in
+  # C / sqrt(n_g); balanced_batches draws groups equally often (the authors' runs).
+  config.group_dro = ml_collections.ConfigDict(
+      {"eta": 0.01, "adjustment": 0.0, "balanced_batches": True})
+  # JTT (Liu et al. 2021): stage 1 ERM epochs T, and lambda, how often stage 2 repeats
+  # every example stage 1 got wrong (paper, CelebA: T=1, lambda=50).
+  config.jtt = ml_collections.ConfigDict({"identify_epochs": 1, "upweight": 50})
+  # DFR (Kirichenko et al. 2022): the ERM run whose last layer is refit ("" = train one
+  # into <workdir>/dfr_base), the C grid, the half splits C is tuned on, the refits
+  # averaged.
+  config.dfr = ml_collections.ConfigDict({
+      "base_run": "", "c_grid": (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003),
+      "tune_retrains": 1, "num_retrains": 20})
 
   config.debias = ml_collections.ConfigDict()
   config.debias.bins = 10

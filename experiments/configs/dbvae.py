@@ -20,6 +20,6 @@ def get_config() -> ml_collections.ConfigDict:
   config = classifier.get_config()
   config.model = classifier.model_section("dbvae", latent_dim=100, filters=12,
                                           hidden_dim=512, encoder="standard_cnn")
-  config.train.sampling = "dbvae"
+  config.train.method = "dbvae"
   config.train.face_nonface_batches = True
   return config

@@ -8,7 +8,7 @@ On the synthetic ``sex_64`` set by default; CelebA via the flagfiles::
       --flagfile=experiments/flags/resnet18_celeba_male.flags \
       --config.data.manual_dir=/data/celeba --workdir=workdirs/resnet18_celeba
 
-``train.sampling="balanced"`` (``balance_groups="skin,Male"``) gives the
+``train.method="oversample"`` (``train.groups="skin,Male"``) gives the
 balanced-training comparison.
 """
 

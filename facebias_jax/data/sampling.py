@@ -7,7 +7,11 @@ at the start of the epoch).
 
 * ``uniform_indices`` -- a permutation of all examples.
 * ``balanced_indices`` -- equal counts per group (e.g. skin x sex), by
-  over-sampling the small groups or under-sampling the large ones.
+  over-sampling the small groups or under-sampling the large ones, redrawn every epoch.
+* ``subsample_indices`` -- one fixed group-balanced subset (every group cut to the
+  smallest, drawn once per seed, as SUBG does), reshuffled every epoch.
+* ``repeated_indices`` -- every example a given number of times (JTT's upsampled error
+  set), shuffled.
 * ``weighted_indices`` -- draws with replacement by given probabilities (the
   DB-VAE's debiasing probabilities, or any reweighting).
 * ``face_nonface_indices`` -- the MIT lab's detection batches: every batch is
@@ -23,7 +27,8 @@ BALANCE_MODES = ("oversample", "undersample")
 
 # Distinct streams per sampler so e.g. the uniform and balanced plans of the same
 # (seed, epoch) are not correlated.
-_SALT = {"uniform": 0, "balanced": 1, "weighted": 2, "face_nonface": 3}
+_SALT = {"uniform": 0, "balanced": 1, "weighted": 2, "face_nonface": 3, "subset": 4,
+         "repeated": 5}
 
 
 def _rng(seed: int, epoch: int, sampler: str) -> np.random.Generator:
@@ -78,6 +83,43 @@ def balanced_indices(group_ids, *, seed: int, epoch: int,
     picks.append(rng.choice(group, size=rest, replace=False))
   plan = np.concatenate(picks).astype(np.int64)
   return plan[rng.permutation(plan.size)]
+
+
+def subsample_indices(group_ids, *, seed: int, epoch: int) -> np.ndarray:
+  """A group-balanced subset drawn once per ``seed``, in a new order every epoch.
+
+  SUBG (Idrissi et al., CLeaR 2022) trains on one random subset in which every group
+  has as many examples as the smallest; unlike ``balanced_indices(mode="undersample")``
+  the subset stays the same across epochs.
+
+  Args:
+    group_ids: [N] group of each example.
+    seed: random seed (fixes the subset).
+    epoch: epoch number (fixes the order).
+
+  Returns:
+    int64 [num_groups * smallest group size].
+  """
+  subset = balanced_indices(group_ids, seed=seed, epoch=0, mode="undersample")
+  return subset[_rng(seed, epoch, "subset").permutation(subset.size)]
+
+
+def repeated_indices(repeats, *, seed: int, epoch: int) -> np.ndarray:
+  """Example ``i`` ``repeats[i]`` times, shuffled (JTT's upsampled epochs).
+
+  Args:
+    repeats: [N] non-negative integer counts, not all zero.
+    seed: random seed.
+    epoch: epoch number.
+
+  Returns:
+    int64 [sum(repeats)].
+  """
+  repeats = np.asarray(repeats)
+  if repeats.ndim != 1 or np.any(repeats < 0) or repeats.sum() <= 0:
+    raise ValueError("repeats must be a 1-D array of non-negative counts, not all zero")
+  plan = np.repeat(np.arange(repeats.size, dtype=np.int64), repeats.astype(np.int64))
+  return plan[_rng(seed, epoch, "repeated").permutation(plan.size)]
 
 
 def _check_probabilities(probabilities, n: int | None = None) -> np.ndarray:

@@ -6,7 +6,9 @@
   ``metrics.group_metrics``.
 * ``run_evaluation``: what ``experiments/evaluate.py`` runs (its ConfigDict is
   ``experiments/configs/evaluate.py``): one run, or several compared side by side, on
-  any dataset split, writing the reports. Runs are loaded through ``runs`` (read-only).
+  any dataset split, writing the reports; several runs also get paired-bootstrap
+  differences against the first (``eval.paired``). Runs are loaded through ``runs``
+  (read-only).
 
 Models always run as an eval-mode copy (BatchNorm running averages, no dropout; the
 DB-VAE with ``z = mu``), so evaluating mid-training never changes the caller's model.
@@ -24,7 +26,7 @@ from flax import nnx
 from facebias_jax import imaging, models, runs
 from facebias_jax.data import groups as groups_lib
 from facebias_jax.data import pipeline, sources
-from facebias_jax.eval import detection, metrics, report
+from facebias_jax.eval import detection, metrics, paired, report
 
 PROTOCOLS = ("classification", "detection")
 # Groups smaller than this are reported but left out of the fairness summary, unless
@@ -155,6 +157,21 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
   Returns:
     The ``group_metrics`` dict (no per-example predictions).
   """
+  preds = predict_source(model, source, batch_size=batch_size, image_size=image_size,
+                         normalize=normalize, label_key=label_key, indices=indices,
+                         protocol=protocol, detection_options=detection_options)
+  return evaluate_predictions(preds, group_spec=group_spec, n_boot=n_boot, seed=seed,
+                              threshold=threshold, undefined_rates=undefined_rates,
+                              min_group_size=min_group_size,
+                              value_names=sources.value_names(source))
+
+
+def predict_source(model: nnx.Module, source: Any, *, batch_size: int, image_size: int | None,
+                   normalize: str, label_key: str = "label",
+                   indices: Sequence[int] | None = None, protocol: str = "classification",
+                   detection_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """``predict`` (or ``predict_detection``) over a random-access source; arguments as
+  in ``evaluate_model``."""
   if protocol not in PROTOCOLS:
     raise ValueError(f"Unknown protocol {protocol!r}; use one of {PROTOCOLS}")
   indices = np.arange(len(source)) if indices is None else np.asarray(indices)
@@ -165,13 +182,8 @@ def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence
     opts = dict(detection_options or {})
     if "input_size" not in opts:
       raise ValueError("The detection protocol needs detection_options['input_size'] (the model's input side)")
-    preds = predict_detection(model, batches, **opts)
-  else:
-    preds = predict(model, batches)
-  return evaluate_predictions(preds, group_spec=group_spec, n_boot=n_boot, seed=seed,
-                              threshold=threshold, undefined_rates=undefined_rates,
-                              min_group_size=min_group_size,
-                              value_names=sources.value_names(source))
+    return predict_detection(model, batches, **opts)
+  return predict(model, batches)
 
 
 # ----------------------------------------------------------------------------- run_evaluation
@@ -274,6 +286,32 @@ def _out_dir(config: Any, workdir: str | None, label: str, path: str, run_config
                             f"{config.protocol}")
 
 
+def _paired(config: Any, evaluated: Mapping[str, tuple]) -> dict[str, Any]:
+  """Paired-bootstrap differences of every run against the first one, on the images
+  both were evaluated on (``paired.paired_differences``); runs evaluated on another
+  dataset, split, label or grouping than the first are left out, with the reason."""
+  labels = list(evaluated)
+  base_key, base, min_group_size, value_names = evaluated[labels[0]]
+  out: dict[str, Any] = {"reference": labels[0], "runs": {}, "skipped": {}}
+  if int(config.n_boot) <= 0:
+    out["skipped"] = {l: "config.n_boot=0 (no bootstrap)" for l in labels[1:]}
+    return out
+  y_pred = lambda p: p["is_face"] if "is_face" in p else p["prob"]
+  groups = groups_lib.assign_groups(base["attributes"], base_key[4], value_names=value_names)
+  for label in labels[1:]:
+    key, preds, _, _ = evaluated[label]
+    if key != base_key or not np.array_equal(preds["index"], base["index"]):
+      out["skipped"][label] = (f"evaluated on {key[0]}:{key[1]} (label {key[5]}, groups "
+                               f"{key[4]}), the reference on {base_key[0]}:{base_key[1]} "
+                               f"(label {base_key[5]}, groups {base_key[4]})")
+      continue
+    out["runs"][label] = paired.paired_differences(
+        base["label"], y_pred(base), y_pred(preds), groups, n_boot=int(config.n_boot),
+        seed=int(config.seed), threshold=float(config.threshold),
+        undefined_rates=config.undefined_rates, min_group_size=min_group_size)
+  return out
+
+
 def run_evaluation(config: ml_collections.ConfigDict, workdir: str | None = None) -> dict[str, Any]:
   """Evaluates one or several runs and writes their reports.
 
@@ -297,6 +335,7 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str | None = None
     raise ValueError("Comparing several runs needs --workdir for the comparison report")
   loaded_sources: dict[tuple, Any] = {}
   reports = {}
+  evaluated: dict[str, tuple] = {}
   for label, path in pairs:
     run = runs.load_run(path, step=config.get("step"))
     ds = _dataset_settings(config, run.config)
@@ -314,16 +353,18 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str | None = None
     if config.protocol == "detection":
       detection_options = _detection_options(config, ds, path)
       image_size = config.detection.image_size  # Full images: stored size unless given.
-    result = evaluate_model(run.model, loaded_sources[key], group_spec=ds["groups"],
-                            batch_size=batch_size, image_size=image_size,
-                            normalize=ds["normalize"], n_boot=int(config.n_boot),
-                            seed=int(config.seed), label_key=ds["label_key"],
-                            threshold=float(config.threshold), protocol=config.protocol,
-                            detection_options=detection_options,
-                            undefined_rates=config.undefined_rates,
-                            min_group_size=int(runs.option_or_run(
-                                config.get("min_group_size"), run.config,
-                                "eval.min_group_size", MIN_GROUP_SIZE)))
+    preds = predict_source(run.model, loaded_sources[key], batch_size=batch_size,
+                           image_size=image_size, normalize=ds["normalize"],
+                           label_key=ds["label_key"], protocol=config.protocol,
+                           detection_options=detection_options)
+    min_group_size = int(runs.option_or_run(config.get("min_group_size"), run.config,
+                                            "eval.min_group_size", MIN_GROUP_SIZE))
+    result = evaluate_predictions(
+        preds, group_spec=ds["groups"], n_boot=int(config.n_boot), seed=int(config.seed),
+        threshold=float(config.threshold), undefined_rates=config.undefined_rates,
+        min_group_size=min_group_size, value_names=sources.value_names(loaded_sources[key]))
+    evaluated[label] = (key + (ds["groups"], ds["label_key"]), preds, min_group_size,
+                        sources.value_names(loaded_sources[key]))
     dataset = {"name": ds["name"], "split": ds["split"],
                "num_examples": int(result["overall"]["n"]), "groups": ds["groups"],
                "label_key": ds["label_key"], "protocol": config.protocol}
@@ -337,7 +378,8 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str | None = None
         dataset=dataset, model=model_info, config=run.config,
         extra={"evaluation": runs.config_to_dict(config)},
         title=f"{label} ({model_info['name']}) on {ds['name']}:{ds['split']}")
-  comparison = report.compare_runs(reports, workdir) if several else None
+  comparison = (report.compare_runs(reports, workdir, paired=_paired(config, evaluated))
+                if several else None)
   first = reports[pairs[0][0]]["files"]["json"]
   return {"reports": reports, "comparison": comparison,
           "workdir": workdir or os.path.dirname(first)}

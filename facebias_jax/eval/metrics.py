@@ -134,7 +134,7 @@ def _nan_range(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.nanmax(values, axis=axis) - np.nanmin(values, axis=axis)
 
 
-def _fairness_from_rates(rates: dict[str, np.ndarray], undefined_rates: str) -> dict[str, np.ndarray]:
+def fairness_from_rates(rates: dict[str, np.ndarray], undefined_rates: str) -> dict[str, np.ndarray]:
   """Between-group fairness metrics from per-group rates ``[..., G]``."""
   tpr, fpr = rates["tpr"], rates["fpr"]
   if undefined_rates == "zero":
@@ -262,11 +262,11 @@ def group_metrics(y_true: Any, y_pred: Any, groups: Sequence[Hashable] | np.ndar
                               "groups": [group_names[i] for i in fair_idx]}
   if fair_idx:
     point_rates = {k: v[fair_idx] for k, v in rates_from_counts(counts).items()}
-    point = _fairness_from_rates(point_rates, undefined_rates)
+    point = fairness_from_rates(point_rates, undefined_rates)
     acc = point_rates["accuracy"]
     fairness["worst_group"] = group_names[fair_idx[int(np.argmin(acc))]]
     fairness["best_group"] = group_names[fair_idx[int(np.argmax(acc))]]
-    samples = _fairness_from_rates({k: v[:, fair_idx] for k, v in boot_rates.items()},
+    samples = fairness_from_rates({k: v[:, fair_idx] for k, v in boot_rates.items()},
                                    undefined_rates)
     for k, v in point.items():
       fairness[k] = float(v)

@@ -2,8 +2,8 @@
 
 * ``plot_group_metrics``: accuracy per group with 95% CI whiskers; TPR, FPR, selection
   rate (``report_groups.png``).
-* ``plot_comparison`` / ``plot_sweep``: the figures of ``report.compare_runs`` and
-  ``report.write_sweep``.
+* ``plot_comparison`` / ``plot_paired``: the figures of ``report.compare_runs`` (side by
+  side; paired differences); ``plot_sweep`` / ``plot_methods``: those of ``seeds``.
 * ``plot_training_curves``: loss and accuracy against the step from ``metrics.jsonl``.
 * ``plot_latent_histograms``, ``plot_extreme_samples``: the DB-VAE's diagnostics.
 
@@ -127,6 +127,44 @@ def plot_comparison(summary: Mapping[str, Any], out_png: str) -> str:
   return _save_figure(fig, out_png)
 
 
+def plot_paired(paired: Mapping[str, Any], out_png: str) -> str:
+  """Forest plot: each run's differences from the reference with paired 95% intervals.
+
+  One panel per compared run; rows are the accuracy-scale metrics (percentage points)
+  and the per-group accuracies; an interval clear of 0 is drawn solid.
+  """
+  ref, results = paired["reference"], paired["runs"]
+  keys = [("overall", "accuracy", "accuracy"),
+          ("fairness", "worst_group_accuracy", "worst-group accuracy"),
+          ("fairness", "mean_group_accuracy", "E[A] (mean over groups)"),
+          ("fairness", "accuracy_gap", "accuracy gap"),
+          ("fairness", "equalized_odds_difference", "equalized odds diff.")]
+  first = next(iter(results.values()))
+  rows = [(sec, k, name) for sec, k, name in keys if first[sec].get(k) is not None]
+  rows += [("groups", g, f"acc. {g}") for g in first["groups"]]
+  fig = _new_figure(4.2 * len(results) + 1.5, 0.38 * len(rows) + 1.6)
+  axes = fig.subplots(1, len(results), sharex=True, sharey=True, squeeze=False)[0]
+  y = np.arange(len(rows))[::-1]
+  for ax, (label, result) in zip(axes, results.items()):
+    for yi, (sec, k, _) in zip(y, rows):
+      e = result[sec].get(k)
+      if e is None:
+        continue
+      d, (lo, hi) = 100 * as_float(e["difference"]), (100 * as_float(c) for c in e["ci"])
+      clear = e["excludes_zero"]
+      ax.errorbar([d], [yi], xerr=[[max(d - lo, 0)], [max(hi - d, 0)]], fmt="o",
+                  color=_COLORS[3] if clear else _COLORS[0], capsize=3,
+                  markerfacecolor=None if clear else "white")
+    ax.axvline(0, color="gray", linewidth=1)
+    ax.set_title(f"{label} - {ref}", fontsize=10)
+    ax.set_xlabel("difference (percentage points), 95% paired CI", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+  axes[0].set_yticks(y, [name for _, _, name in rows], fontsize=9)
+  fig.suptitle("Paired bootstrap on the same test images (solid red: interval excludes 0)",
+               fontsize=10)
+  return _save_figure(fig, out_png)
+
+
 def plot_sweep(rows: Sequence[Mapping[str, Any]], out_png: str, *, title: str) -> str:
   """E[A] and Var[A] against the smoothing alpha (mean ± std over seeds)."""
   alphas = np.array([r["alpha"] for r in rows])
@@ -147,6 +185,48 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], out_png: str, *, title: str) -
   ax2.set_title("Accuracy variance (lower is fairer)", fontsize=11)
   seeds = sorted({r["num_seeds"] for r in rows})
   fig.suptitle(f"{title} (mean ± std over {'/'.join(map(str, seeds))} seeds)", fontsize=12)
+  return _save_figure(fig, out_png)
+
+
+def plot_methods(rows: Sequence[Mapping[str, Any]], groups: Sequence[str], out_png: str, *,
+                 title: str) -> str:
+  """Left: worst-group and average accuracy per method (mean, 95% t interval over seeds,
+  one dot per seed). Right: accuracy per group (mean ± std over seeds)."""
+  methods = [r["method"] for r in rows]
+  fig = _new_figure(min(18.0, max(10.0, 0.8 * len(methods) + 0.12 * len(methods) * len(groups)
+                                   + 4)), 5.0)
+  ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
+  x = np.arange(len(methods))
+  for offset, key, label, marker, color in (
+      (-0.15, "worst_group_accuracy", "worst group", "o", _COLORS[3]),
+      (0.15, "average_accuracy", "average", "s", _COLORS[0])):
+    m = np.array([100 * as_float(r[key]) for r in rows])
+    ci = np.array([[100 * as_float(c) for c in r[f"{key}_ci"]] for r in rows])
+    ax1.errorbar(x + offset, m, yerr=_ci_errors(m, ci), fmt=marker, color=color, capsize=4,
+                 label=f"{label} (mean, 95% CI)")
+    for xi, r in zip(x, rows):
+      vals = [100 * as_float(v) for v in r[f"{key}_values"]]
+      ax1.scatter(np.full(len(vals), xi + offset + 0.07), vals, s=9, color=color, alpha=0.5)
+  ax1.set_xticks(x, methods, rotation=30, ha="right", fontsize=9)
+  ax1.set_ylim(0, 102)  # A t interval over few seeds can reach past 0-100%.
+  ax1.set_ylabel("Test accuracy (%)", fontsize=10)
+  ax1.set_title("Worst group and average, per method", fontsize=11)
+  ax1.legend(fontsize=8, loc="best")
+  ax1.grid(axis="y", alpha=0.3)
+  width = 0.8 / max(1, len(groups))
+  for j, g in enumerate(groups):
+    m = np.array([100 * as_float((r["group_accuracy"].get(g) or [None])[0]) for r in rows])
+    s = np.array([100 * as_float((r["group_accuracy"].get(g) or [None, None])[1]) for r in rows])
+    ax2.bar(x + (j - (len(groups) - 1) / 2) * width, np.nan_to_num(m), width,
+            yerr=np.nan_to_num(s), capsize=2, color=_COLORS[j % len(_COLORS)],
+            edgecolor="black", linewidth=0.4, label=g)
+  ax2.set_xticks(x, methods, rotation=30, ha="right", fontsize=9)
+  ax2.set_ylim(0, 112)
+  ax2.set_ylabel("Test accuracy (%)", fontsize=10)
+  ax2.set_title("Accuracy per group (mean ± std over seeds)", fontsize=11)
+  ax2.legend(fontsize=7, ncol=min(4, max(1, len(groups))), loc="upper center")
+  ax2.grid(axis="y", alpha=0.3)
+  fig.suptitle(title, fontsize=12)
   return _save_figure(fig, out_png)
 
 

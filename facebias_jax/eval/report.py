@@ -4,9 +4,7 @@
   DESIGN.md: ``group_metrics`` under ``"metrics"`` plus ``"dataset"``, ``"model"``,
   ``"config"``), ``report.md``, ``report.csv``, ``report_groups.png``.
 * ``compare_runs``: several reports side by side (standard vs balanced vs DB-VAE).
-* ``summarize_sweep`` / ``write_sweep``: the DB-VAE paper's table of mean accuracy
-  over groups E[A] and variance across groups Var[A] per smoothing value alpha, with
-  the spread over seeds.
+* (results over seeds -- the alpha sweep, the methods comparison -- are ``eval.seeds``.)
 * ``to_jsonable`` / ``write_json``: strict JSON of numpy values and ConfigDicts, the
   one writer of every JSON file the evaluation and CAM export produce.
 """
@@ -145,7 +143,7 @@ def metrics_csv_rows(metrics: Mapping[str, Any]) -> list[list[Any]]:
   return [[csv_value(c) for c in row] for row in rows]
 
 
-def _write_csv(path: str, rows: Sequence[Sequence[Any]]) -> None:
+def write_csv(path: str, rows: Sequence[Sequence[Any]]) -> None:
   with open(path, "w", newline="") as f:
     csv.writer(f).writerows(rows)
 
@@ -188,7 +186,7 @@ def write_report(workdir: str, *, metrics: Mapping[str, Any], dataset: Any, mode
   write_json(files["json"], report)
   with open(files["md"], "w") as f:
     f.write(metrics_markdown(report["metrics"], title=title, dataset=dataset, model=model))
-  _write_csv(files["csv"], metrics_csv_rows(report["metrics"]))
+  write_csv(files["csv"], metrics_csv_rows(report["metrics"]))
   plots.plot_group_metrics(report["metrics"], files["png"], title=title)
   return report
 
@@ -196,16 +194,54 @@ def write_report(workdir: str, *, metrics: Mapping[str, Any], dataset: Any, mode
 # ----------------------------------------------------------------------------- comparison
 
 
-def compare_runs(reports: Mapping[str, Mapping[str, Any]], out_dir: str) -> dict:
+_PAIRED_ROWS = (("accuracy", "Accuracy"),) + tuple(
+    (k, n) for k, n in _FAIRNESS_ROWS if k in ("worst_group_accuracy", "mean_group_accuracy",
+                                                "accuracy_gap", "accuracy_variance",
+                                                "demographic_parity_difference",
+                                                "equalized_odds_difference"))
+
+
+def _paired_entries(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+  """(row name, entry) of one paired comparison: overall, fairness, then per group."""
+  rows = [(name, result["overall"][k] if k == "accuracy" else result["fairness"].get(k))
+          for k, name in _PAIRED_ROWS]
+  rows += [(f"Accuracy of {g}", e) for g, e in result["groups"].items()]
+  return [(name, e) for name, e in rows if e is not None]
+
+
+def _paired_section(paired: Mapping[str, Any]) -> list[str]:
+  """Markdown: every run's differences from the reference with paired 95% intervals."""
+  ref = paired["reference"]
+  lines = [f"## Paired differences from {ref} (same test images)", "",
+           "Difference = run - reference; 95% paired-bootstrap interval (the images "
+           "resampled once, both models scored on each resample, stratified by group). "
+           "**yes** = the interval excludes 0.", ""]
+  digits = lambda name: 5 if "variance" in name.lower() else 3
+  for label, result in paired["runs"].items():
+    rows = [[name, fmt(e["a"], digits(name)), fmt(e["b"], digits(name)),
+             fmt_ci(e["difference"], e["ci"], digits(name)),
+             "**yes**" if e["excludes_zero"] else "no"] for name, e in _paired_entries(result)]
+    lines += [f"### {label} vs {ref}", "",
+              md_table(["Metric", ref, label, "Difference [95% CI]", "Excludes 0"], rows), ""]
+  for label, why in paired.get("skipped", {}).items():
+    lines.append(f"- {label}: no paired comparison ({why}).")
+  return lines
+
+
+def compare_runs(reports: Mapping[str, Mapping[str, Any]], out_dir: str, *,
+                 paired: Mapping[str, Any] | None = None) -> dict:
   """Side-by-side comparison of several reports (e.g. standard, balanced, DB-VAE).
 
   Args:
     reports: label -> report dict (as returned by ``write_report``/``load_report``).
     out_dir: folder for ``comparison.{json,md,csv,png}``.
+    paired: ``{"reference": label, "runs": {label: paired.paired_differences result},
+      "skipped": {label: why}}``: differences from the reference, written as a section
+      of ``comparison.md`` and drawn in ``comparison_paired.png``.
 
   Returns:
     ``{"labels", "groups", "accuracy": {label: {group: acc}}, "accuracy_ci",
-    "fairness": {label: {...}}, "overall": {label: acc}, "files"}``.
+    "fairness": {label: {...}}, "overall": {label: acc}, "paired", "files"}``.
   """
   if not reports:
     raise ValueError("compare_runs needs at least one report")
@@ -225,7 +261,10 @@ def compare_runs(reports: Mapping[str, Mapping[str, Any]], out_dir: str) -> dict
   files = {k: os.path.join(out_dir, f"comparison.{k}") for k in ("json", "md", "csv", "png")}
   summary = to_jsonable({"labels": labels, "groups": groups, "accuracy": acc, "accuracy_ci": acc_ci,
                          "overall": overall, "fairness": fairness,
-                         "models": {l: reports[l].get("model") for l in labels}})
+                         "models": {l: reports[l].get("model") for l in labels},
+                         "paired": paired})
+  if paired and paired.get("runs"):
+    files["paired_png"] = os.path.join(out_dir, "comparison_paired.png")
   summary["files"] = files
   write_json(files["json"], summary)
 
@@ -236,98 +275,17 @@ def compare_runs(reports: Mapping[str, Mapping[str, Any]], out_dir: str) -> dict
   frows += [[name] + [fmt(fairness[l][k], 4) for l in labels] for k, name in _FAIRNESS_ROWS]
   md = ["# Comparison", "", "## Accuracy per group [95% CI]", "", md_table(header, rows), "",
         "## Fairness", "", md_table(["Metric"] + labels, frows), ""]
+  if paired:
+    md += _paired_section(paired)
   with open(files["md"], "w") as f:
     f.write("\n".join(md))
   csv_rows = [["group"] + labels]
   csv_rows += [[g] + [csv_value(as_float(acc[l][g])) for l in labels] for g in groups]
   csv_rows.append(["overall"] + [csv_value(as_float(overall[l])) for l in labels])
   csv_rows += [[k] + [csv_value(as_float(fairness[l][k])) for l in labels] for k, _ in _FAIRNESS_ROWS]
-  _write_csv(files["csv"], csv_rows)
+  write_csv(files["csv"], csv_rows)
 
   plots.plot_comparison(summary, files["png"])
-  return summary
-
-
-# ----------------------------------------------------------------------------- alpha sweep
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  vals = np.array([as_float(v) for v in values], np.float64)
-  vals = vals[~np.isnan(vals)]
-  if vals.size == 0:
-    return math.nan, math.nan
-  # Sample std across seeds (ddof=1) when there are several; 0 for a single seed.
-  return float(vals.mean()), float(vals.std(ddof=1)) if vals.size > 1 else 0.0
-
-
-def summarize_sweep(reports: Mapping[Any, Sequence[Mapping[str, Any]]]) -> dict:
-  """The DB-VAE paper's table: E[A] and Var[A] per smoothing value, spread over seeds.
-
-  Args:
-    reports: alpha -> list of reports (one per seed), each holding ``"metrics"``.
-
-  Returns:
-    ``{"rows": [{"alpha", "num_seeds", "mean_accuracy", "mean_accuracy_std",
-    "accuracy_variance", "accuracy_variance_std", "worst_group_accuracy",
-    "worst_group_accuracy_std", "overall_accuracy", "overall_accuracy_std",
-    "group_accuracy": {group: [mean, std]}}], "groups": [...]}``, rows sorted by alpha.
-    E[A] is the mean of the per-group accuracies of one run, Var[A] their population
-    variance; both are then averaged over seeds, with the sample std across seeds.
-  """
-  if not reports:
-    raise ValueError("summarize_sweep needs at least one alpha with reports")
-  rows, all_groups = [], set()
-  for alpha in sorted(reports, key=float):
-    runs = list(reports[alpha])
-    if not runs:
-      raise ValueError(f"summarize_sweep: no reports for alpha={alpha}")
-    fair = [r["metrics"]["fairness"] for r in runs]
-    row: dict[str, Any] = {"alpha": float(alpha), "num_seeds": len(runs)}
-    for key, src in (("mean_accuracy", "mean_group_accuracy"),
-                     ("accuracy_variance", "accuracy_variance"),
-                     ("worst_group_accuracy", "worst_group_accuracy")):
-      row[key], row[f"{key}_std"] = _mean_std([f.get(src) for f in fair])
-    row["overall_accuracy"], row["overall_accuracy_std"] = _mean_std(
-        [r["metrics"]["overall"]["accuracy"] for r in runs])
-    groups = sorted({g for r in runs for g, b in r["metrics"]["groups"].items()
-                     if b.get("in_fairness", True)})
-    all_groups.update(groups)
-    row["group_accuracy"] = {
-        g: list(_mean_std([(r["metrics"]["groups"].get(g) or {}).get("accuracy") for r in runs]))
-        for g in groups}
-    rows.append(row)
-  return to_jsonable({"rows": rows, "groups": sorted(all_groups)})
-
-
-def write_sweep(summary: Mapping[str, Any], out_dir: str, *, title: str = "DB-VAE smoothing sweep") -> dict:
-  """Writes ``sweep.json``, ``sweep.md`` and ``sweep.png`` (E[A], Var[A] vs alpha)."""
-  os.makedirs(out_dir, exist_ok=True)
-  files = {k: os.path.join(out_dir, f"sweep.{k}") for k in ("json", "md", "png")}
-  summary = dict(summary)
-  summary["files"] = files
-  write_json(files["json"], summary)
-  rows = summary["rows"]
-
-  def pm(row: Mapping[str, Any], key: str, scale: float = 1.0, digits: int = 2) -> str:
-    m, s = as_float(row[key]) * scale, as_float(row[f"{key}_std"]) * scale
-    return "n/a" if math.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
-
-  table = [[f"{r['alpha']:g}", r["num_seeds"], pm(r, "mean_accuracy", 100), pm(r, "accuracy_variance", 1e4),
-            pm(r, "worst_group_accuracy", 100), pm(r, "overall_accuracy", 100)] for r in rows]
-  groups = summary.get("groups", [])
-  gtable = [[f"{r['alpha']:g}"] + [
-      "n/a" if r["group_accuracy"].get(g) is None or r["group_accuracy"][g][0] is None
-      else f"{100 * r['group_accuracy'][g][0]:.2f} ± {100 * (r['group_accuracy'][g][1] or 0):.2f}"
-      for g in groups] for r in rows]
-  md = [f"# {title}", "",
-        "Mean over seeds ± std across seeds. E[A]: mean of the per-group accuracies (%); "
-        "Var[A]: their population variance in %² (the variance of fractions x 1e4), "
-        "as in the DB-VAE paper's tables.", "",
-        md_table(["alpha", "seeds", "E[A] (%)", "Var[A] (%²)", "Worst group (%)", "Overall (%)"],
-                  table), "", "## Accuracy per group (%)", "",
-        md_table(["alpha"] + groups, gtable), ""]
-  with open(files["md"], "w") as f:
-    f.write("\n".join(md))
-
-  plots.plot_sweep(rows, files["png"], title=title)
+  if "paired_png" in files:
+    plots.plot_paired(paired, files["paired_png"])
   return summary

@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facebias_jax.models.cnn import StandardCNN
+from facebias_jax.models.resnet import ResNet
+
 
 def _eval_copy(graphdef: nnx.GraphDef, state: nnx.State) -> nnx.Module:
   model = nnx.merge(graphdef, state)
@@ -90,3 +93,28 @@ def binary_logit_fn(model: nnx.Module) -> Callable[[Any], jax.Array]:
   """A compiled ``images float32 [B,H,W,3] -> positive-class logit [B]`` of ``model``."""
   run = eval_fn(model, _binary_logits)
   return lambda images: run(jnp.asarray(images, jnp.float32))
+
+
+def pre_logits(model: nnx.Module, images: jax.Array) -> jax.Array:
+  """The input of the model's last Linear layer ``[B, D]`` (``aux["pre_logits"]``)."""
+  return model(images)[1]["pre_logits"]
+
+
+def last_layer(model: nnx.Module) -> nnx.Linear:
+  """The Linear layer that maps ``aux["pre_logits"]`` to the logits.
+
+  The standard CNN's ``out`` layer, a ResNet's one-layer head. What DFR retrains.
+
+  Raises:
+    ValueError: the model has no such single layer (a stacked ResNet head, the DB-VAE).
+  """
+  if isinstance(model, StandardCNN):
+    return model.out
+  if isinstance(model, ResNet):
+    if model.head.hidden_dims:
+      raise ValueError(f"the ResNet's head stacks {len(model.head.hidden_dims) + 1} Linear "
+                       "layers, so aux['pre_logits'] is not the last layer's input; use "
+                       "config.model.head_dims=() to retrain the last layer")
+    return model.head.layers[0]
+  raise ValueError(f"{type(model).__name__} has no single last Linear layer over "
+                   "aux['pre_logits'] (the standard CNN and ResNets with one head layer do)")

@@ -5,7 +5,7 @@ mean accuracy over demographic groups E[A] and the variance across groups Var[A]
 ``run_alpha_sweep`` trains one DB-VAE per (alpha, seed) with
 ``train.loop.train_and_evaluate`` into ``workdir/alpha_<a>/seed_<s>`` and writes
 ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``workdir`` (see
-``eval.report.summarize_sweep`` for the aggregation). It trains *and* evaluates, so
+``eval.seeds.summarize_sweep`` for the aggregation). It trains *and* evaluates, so
 it sits above both ``train`` and ``eval``.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from absl import logging
 
-from facebias_jax.eval import report
+from facebias_jax.eval import report, seeds as seeds_lib
 from facebias_jax.train import loop
 
 
@@ -56,7 +56,7 @@ def run_alpha_sweep(config: Any, workdir: str, *, alphas: Sequence[float], seeds
       ``train.loop.train_and_evaluate``.
 
   Returns:
-    The ``report.summarize_sweep`` dict plus ``files`` (``sweep.json/md/png``) and
+    The ``eval.seeds.summarize_sweep`` dict plus ``files`` (``sweep.json/md/png``) and
     ``runs`` ({alpha: [run workdirs]}).
   """
   if not alphas or not seeds:
@@ -88,6 +88,6 @@ def run_alpha_sweep(config: Any, workdir: str, *, alphas: Sequence[float], seeds
         logging.info("Sweep run alpha=%g seed=%d already evaluated in %s", alpha, seed, path)
       reports.setdefault(alpha, []).append(rep)
       runs.setdefault(alpha, []).append(path)
-  summary = report.summarize_sweep(reports)
+  summary = seeds_lib.summarize_sweep(reports)
   summary["runs"] = {f"{a:g}": paths for a, paths in runs.items()}
-  return report.write_sweep(summary, workdir)
+  return seeds_lib.write_sweep(summary, workdir)

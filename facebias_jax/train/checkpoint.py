@@ -2,7 +2,7 @@
 
 Every step folder holds four items: ``model`` (parameters and BatchNorm statistics,
 what ``runs.load_model`` restores alone), ``train`` (optimizer state, step counter,
-base PRNG key), ``sampler`` (the epoch and its index plan) and ``selection`` (the best
+base PRNG key, Group DRO's group weights), ``sampler`` (the epoch and its index plan) and ``selection`` (the best
 validated step so far, ``train.selection``). The sampler item makes a resumed run see
 exactly the batches an uninterrupted run would: the plan of a DB-VAE epoch depends on
 the weights at the start of that epoch, so it is stored rather than recomputed.
@@ -26,7 +26,8 @@ from facebias_jax.train import steps as steps_lib
 
 
 def _train_item(state: steps_lib.TrainState) -> dict[str, Any]:
-  return {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+  return {"step": state.step, "opt_state": state.opt_state, "rng": state.rng,
+          "group_weights": state.group_weights}
 
 
 class Checkpointer:
@@ -85,7 +86,8 @@ class Checkpointer:
     model, train = restored[runs.MODEL_ITEM], restored[runs.TRAIN_ITEM]
     state = state_like.replace(step=train["step"], params=model["params"],
                                model_state=model["model_state"],
-                               opt_state=train["opt_state"], rng=train["rng"])
+                               opt_state=train["opt_state"], rng=train["rng"],
+                               group_weights=train["group_weights"])
     sampler = restored[runs.SAMPLER_ITEM]
     return (state, int(np.asarray(sampler["epoch"])), np.asarray(sampler["plan"], np.int64),
             dict(restored[runs.SELECTION_ITEM]))

@@ -15,14 +15,12 @@ import ml_collections
 import optax
 
 from facebias_jax import imaging
-from facebias_jax.data import sampling
 from facebias_jax.models import MODELS, RESNETS
 from facebias_jax.ops import conv as conv_lib
-from facebias_jax.train import debias, steps as steps_lib
+from facebias_jax.train import debias, methods, steps as steps_lib
 from facebias_jax.train import init as init_lib
 from facebias_jax.train.selection import SELECT_BY
 
-SAMPLING_MODES = ("uniform", "balanced", "dbvae")
 RECONSTRUCTION_LOSSES = ("l1", "l2")
 SECTIONS = ("model", "data", "train", "debias", "eval")
 
@@ -69,19 +67,55 @@ def _check_train(m: Any, t: Any) -> None:
          f"backbone (the ResNets), got config.model.name={m.name!r}")
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     _check(int(t[field]) > 0, f"config.train.{field} must be positive, got {t[field]}")
-  _check(t.sampling in SAMPLING_MODES,
-         f"config.train.sampling={t.sampling!r} is not one of {SAMPLING_MODES}")
-  _check(t.balance_mode in sampling.BALANCE_MODES,
-         f"config.train.balance_mode={t.balance_mode!r} is not one of {sampling.BALANCE_MODES}")
-  if t.sampling == "balanced":
-    _check(bool(t.balance_groups), "config.train.sampling='balanced' needs "
-           "config.train.balance_groups, e.g. 'skin,Male'")
-  if t.sampling == "dbvae":
-    _check(m.name == "dbvae", "config.train.sampling='dbvae' needs config.model.name='dbvae' "
-           f"(the probabilities come from its latent space), got {m.name!r}")
+  _check_method(m, t)
   if t.face_nonface_batches:
     _check(int(t.batch_size) % 2 == 0, "config.train.face_nonface_batches needs an even "
            f"batch size, got {t.batch_size}")
+
+
+def _check_method(m: Any, t: Any) -> None:
+  method = t.get("method", "erm")
+  _check(method in methods.METHODS,
+         f"config.train.method={method!r} is not one of {methods.METHODS}")
+  if method == "dbvae":
+    _check(m.name == "dbvae", "config.train.method='dbvae' needs config.model.name='dbvae' "
+           f"(the probabilities come from its latent space), got {m.name!r}")
+  if method in methods.CLASSIFIER_ONLY:
+    _check(m.name != "dbvae", f"config.train.method={method!r} trains classifiers; the "
+           "DB-VAE takes 'erm', 'subsample', 'oversample', 'reweight' or 'dbvae'")
+  _check(t.get("reweight_by", "loss") in methods.REWEIGHT_BY,
+         f"config.train.reweight_by={t.get('reweight_by')!r} is not one of "
+         f"{methods.REWEIGHT_BY}")
+  if t.face_nonface_batches:
+    _check(method in ("erm", "dbvae"), "config.train.face_nonface_batches makes its own "
+           f"batches; it works with method 'erm' or 'dbvae', not {method!r}")
+
+
+def _check_method_sections(config: Any) -> None:
+  """The settings of the method the config trains with."""
+  method = config.train.get("method", "erm")
+  if method == "group_dro":
+    g = config.group_dro
+    _check(float(g.eta) > 0, f"config.group_dro.eta must be > 0, got {g.eta}")
+    _check(float(g.adjustment) >= 0,
+           f"config.group_dro.adjustment must be >= 0, got {g.adjustment}")
+  if method == "jtt":
+    j = config.jtt
+    _check(int(j.identify_epochs) >= 1,
+           f"config.jtt.identify_epochs must be >= 1, got {j.identify_epochs}")
+    _check(int(j.upweight) >= 1, f"config.jtt.upweight must be >= 1, got {j.upweight}")
+  if method == "dfr":
+    f = config.dfr
+    grid = tuple(f.c_grid)
+    _check(len(grid) > 0 and all(float(c) > 0 for c in grid),
+           f"config.dfr.c_grid must be positive inverse regularisation strengths, got {grid}")
+    for field in ("tune_retrains", "num_retrains"):
+      _check(int(f[field]) >= 1, f"config.dfr.{field} must be >= 1, got {f[field]}")
+    _check(config.model.name in ("standard_cnn", *RESNETS),
+           f"config.train.method='dfr' retrains the last Linear layer of the standard CNN or a "
+           f"ResNet, got config.model.name={config.model.name!r}")
+    _check(not tuple(config.model.get("head_dims", ())), "config.train.method='dfr' retrains "
+           "one Linear layer over the pooled features: set config.model.head_dims=()")
 
 
 def _check_validation(t: Any, d: Any, e: Any) -> None:
@@ -137,6 +171,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   _check_train(m, t)
   _check_validation(t, d, e)
   _check_debias(m, d, b)
+  for section in methods.SECTIONS.get(t.get("method", "erm"), ()):
+    _check(section in config, f"config.train.method={t.method!r} needs the section "
+           f"config.{section} (see experiments/configs/classifier.py)")
+  _check_method_sections(config)
   init_lib.check_init_from(config)
   _check(int(e.batch_size) > 0, f"config.eval.batch_size must be positive, got {e.batch_size}")
   num_devices = jax.device_count() if num_devices is None else num_devices

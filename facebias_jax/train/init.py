@@ -20,7 +20,6 @@ at a fraction of the head's learning rate (0: a linear probe).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -69,7 +68,7 @@ def _source_model(config: Any) -> tuple[nnx.Module, str]:
   check_init_from(config)
   source = os.path.expanduser(str(config.model.init_from))
   if os.path.isdir(source):
-    run = runs.load_run(source, step=_selected_step(source))
+    run = runs.load_run(source, step=runs.selected_step(source))
     return run.model, f"run {source} (step {run.step})"
   _, kwargs = runs.model_kwargs(config)
   head = None if config.model.get("init_head", False) else "reinit"
@@ -81,16 +80,6 @@ def _source_model(config: Any) -> tuple[nnx.Module, str]:
       raise
     raise ValueError(f"{e} Set config.model.init_head=False to start a fresh head.") from e
   return model, f"torchvision weights {source}"
-
-
-def _selected_step(workdir: str) -> int | None:
-  """The step a finished run selected (its report), else None (the newest)."""
-  path = os.path.join(workdir, runs.REPORT_FILE)
-  try:
-    with open(path) as f:
-      return (json.load(f).get("selection") or {}).get("step")
-  except (OSError, ValueError):
-    return None
 
 
 def initialize_from(config: Any, model: nnx.Module) -> str | None:

@@ -8,6 +8,9 @@ notebook; ``experiments/train_*.py`` only parse flags):
 * data: ``train.plan`` (the training split, one index plan per epoch; DB-VAE
   probabilities recomputed from the encoder at the start of every epoch);
 * model ``runs.build_model(config)``, the optimizer of ``config.train``;
+* the training method ``config.train.method`` (``train.methods``): the epoch's plan,
+  per-example loss weights or Group DRO's objective; JTT's first stage
+  (``train.jtt``) before the loop, DFR's last-layer refit (``train.dfr``) instead of it;
 * jit-compiled steps (``train.steps``) on a 1-D ``data`` mesh over all devices;
 * ``metrics.jsonl`` and TensorBoard (``train.metrics_writer``), a tqdm bar;
 * first weights from ``config.model.init_from`` (torchvision's or another run's,
@@ -35,6 +38,7 @@ import time
 from typing import Any, Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -45,9 +49,12 @@ from facebias_jax.data import sources
 from facebias_jax.eval import diagnostics, evaluate, plots, report
 from facebias_jax.train import checkpoint as ckpt_lib
 from facebias_jax.train import config as config_lib
-from facebias_jax.train import debias, metrics_writer, plan as plan_lib, selection, sharding
+from facebias_jax.train import debias, dfr, jtt, methods, metrics_writer
 from facebias_jax.train import init as init_lib
+from facebias_jax.train import plan as plan_lib, selection, sharding
 from facebias_jax.train import steps as steps_lib
+
+DFR_BASE_DIR = "dfr_base"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -58,27 +65,47 @@ def _progress_enabled(config: ml_collections.ConfigDict) -> bool:
   return bool(config.train.progress_bar) and sys.stderr.isatty() and jax.process_index() == 0
 
 
-def _step_inputs(batch: Mapping[str, Any], *, dbvae: bool, face_key: str) -> dict[str, np.ndarray]:
-  """The arrays a step needs from a pipeline batch (no strings, no attributes dict)."""
-  inputs = {"image": batch["image"], "label": batch["label"], "mask": batch["mask"]}
+def _step_inputs(batch: Mapping[str, Any], data: plan_lib.TrainData, *, dbvae: bool,
+                 group_dro: bool) -> dict[str, np.ndarray]:
+  """The arrays a step needs from a pipeline batch (no strings, no attributes dict):
+  plus the loss weights (``reweight`` by loss), the group codes (Group DRO) and the
+  DB-VAE's face flags."""
+  mask = np.asarray(batch["mask"], bool)
+  inputs = {"image": batch["image"], "label": batch["label"], "mask": mask}
+  rows = np.where(mask, batch["index"], 0)  # Padding rows point at example 0, masked.
+  if data.weights is not None:
+    inputs["weight"] = np.where(mask, data.weights[rows], 0.0).astype(np.float32)
+  if group_dro:
+    inputs["group"] = data.groups.codes[rows]
   if dbvae:
-    flags = plan_lib.face_flags(batch.get("attributes", {}), batch["label"], face_key)
-    inputs["vae_mask"] = flags & batch["mask"]
+    flags = plan_lib.face_flags(batch.get("attributes", {}), batch["label"], data.face_key)
+    inputs["vae_mask"] = flags & mask
   return inputs
+
+
+def _group_dro(config: ml_collections.ConfigDict, data: plan_lib.TrainData
+               ) -> steps_lib.GroupDRO | None:
+  if config.train.method != "group_dro":
+    return None
+  g = config.group_dro
+  return steps_lib.GroupDRO(eta=float(g.eta),
+                            adjustment=methods.dro_adjustment(data.groups, float(g.adjustment)))
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled_train_step(model_def: steps_lib.ModelDef, optimizer: tuple, kind: str,
-                         kl_weight: float, reconstruction_loss: str):
+                         kl_weight: float, reconstruction_loss: str,
+                         group_dro: steps_lib.GroupDRO | None):
   """``(tx, jitted train step)``, shared by runs with the same model and optimizer.
 
-  Several runs in one process (tests, the smoothing sweep, notebooks) then reuse one
-  compiled step instead of recompiling it for every run.
+  Several runs in one process (tests, the smoothing sweep, method comparisons,
+  notebooks) then reuse one compiled step instead of recompiling it for every run.
   """
   kwargs = dict(optimizer)
   tx = steps_lib.make_optimizer(kwargs.pop("learning_rate"), **kwargs)
   return tx, steps_lib.make_train_step(model_def, tx, kind=kind, kl_weight=kl_weight,
-                                       reconstruction_loss=reconstruction_loss)
+                                       reconstruction_loss=reconstruction_loss,
+                                       group_dro=group_dro)
 
 
 @functools.lru_cache(maxsize=16)
@@ -159,7 +186,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     workdir: output folder; an existing one with checkpoints is resumed.
     on_step: called with the step number after every step, once its checkpoint (if
       due) has been handed to orbax (progress hooks; the resume tests kill the run
-      from here at an exact step).
+      from here at an exact step). For JTT the steps of its second stage; for DFR
+      those of the base run it trains.
 
   Returns:
     The report dict written to ``workdir/report.json`` (``metrics`` = the
@@ -173,17 +201,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   sharding.maybe_initialize_distributed()
   config_lib.validate_config(config)
-  runs.check_config(config, workdir)
   t = config.train
+  if t.method == "dfr":
+    return _train_dfr(config, workdir, on_step=on_step)
+  runs.check_config(config, workdir)
   is_dbvae = config.model.name == "dbvae"
   mesh = sharding.make_mesh()
   sharding.check_batch_size(int(t.batch_size), mesh)
 
   data = plan_lib.TrainData(config)
+  error_set = None
+  if t.method == "jtt":
+    error_set = jtt.error_set(config, workdir, data, train_and_evaluate)
+    data.repeats = methods.jtt_repeats(data.size, np.asarray(error_set["indices"], np.int64),
+                                       int(config.jtt.upweight))
   plan_len = plan_lib.epoch_length(config, data)
   steps_per_epoch = plan_len // int(t.batch_size)
   if steps_per_epoch == 0:
-    raise ValueError(f"an epoch of {plan_len} examples gives no batch of "
+    why = (f" (config.train.method={t.method!r} over the groups "
+           f"{data.groups.by_name(data.groups.counts.tolist())})"
+           if t.method in methods.GROUP_METHODS else "")
+    raise ValueError(f"an epoch of {plan_len} examples{why} gives no batch of "
                      f"{t.batch_size}: lower config.train.batch_size")
   total_steps = int(t.max_steps) if int(t.max_steps) > 0 else int(t.num_epochs) * steps_per_epoch
   validator = selection.Validator(config) if config_lib.validates(config) else None
@@ -193,12 +231,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   model = runs.build_model(config)
   init_source = init_lib.initialize_from(config, model) if latest is None else None
   opt_kwargs = config_lib.optimizer_kwargs(config, total_steps=total_steps)
+  group_dro = _group_dro(config, data)
   tx, train_step = _compiled_train_step(
       steps_lib.split_model(model)[0], tuple(sorted(opt_kwargs.items())),
       "dbvae" if is_dbvae else "classifier", float(config.debias.kl_weight),
-      config.debias.reconstruction_loss)
-  model_def, state = steps_lib.create_train_state(model, tx,
-                                                  jax.random.PRNGKey(int(config.seed)))
+      config.debias.reconstruction_loss, group_dro)
+  model_def, state = steps_lib.create_train_state(
+      model, tx, jax.random.PRNGKey(int(config.seed)), num_groups=data.groups.counts.size)
   del model
   state = sharding.replicate(state, mesh)
   encode_fn = (_compiled_encode_step(model_def, sharding.replicated(mesh))
@@ -228,14 +267,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       epoch, start_batch = divmod(step, steps_per_epoch)
       if plan is None or plan_epoch != epoch:
         probabilities = None
-        if t.sampling == "dbvae":
+        if t.method == "dbvae":
           mu = plan_lib.encode_faces(config, data, encode_fn, state, mesh, progress=progress)
           probabilities = plan_lib.dbvae_probabilities(config, mu)
         plan, plan_epoch = plan_lib.epoch_plan(config, data, epoch,
                                                face_probabilities=probabilities), epoch
       for batch in plan_lib.batches(config, data.source, plan, train=True, epoch=epoch,
                                     start_batch=start_batch):
-        inputs = _step_inputs(batch, dbvae=is_dbvae, face_key=data.face_key)
+        inputs = _step_inputs(batch, data, dbvae=is_dbvae, group_dro=group_dro is not None)
         state, metrics = train_step(state, sharding.shard_batch(inputs, mesh))
         step += 1
         log.add(step, epoch, metrics)
@@ -267,10 +306,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.close()
   training = {"steps": step, "epochs": step / steps_per_epoch,
               "steps_per_epoch": steps_per_epoch, "train_examples": data.size,
-              "train_faces": int(data.faces.size), "sampling": t.sampling,
+              "train_faces": int(data.faces.size), "method": t.method,
               "wall_time_s": time.perf_counter() - start_time,
               "stopped_early": bool(select.stop and step < total_steps),
               "init_from": init_source, "final_train_metrics": dict(log.latest)}
+  if t.method in methods.GROUP_METHODS:
+    training["groups"] = data.groups.by_name(data.groups.counts.tolist())
+  if group_dro is not None:
+    q = np.asarray(jax.device_get(state.group_weights.addressable_data(0)), np.float64)
+    training["group_dro_weights"] = data.groups.by_name(q.tolist())
+  if error_set is not None:
+    training["jtt"] = {k: v for k, v in error_set.items() if k != "indices"}
   extra = {"training": training, "selection": select.summary()}
   if not config.eval.at_end:
     return extra
@@ -280,6 +326,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   model = (selection.local_model(model_def, state) if chosen == step
            else runs.load_run(workdir, step=chosen).model)
   return _evaluate(config, workdir, model, chosen, extra)
+
+
+def _dfr_base(config: ml_collections.ConfigDict, workdir: str,
+              on_step: Callable[[int], None] | None) -> runs.Run:
+  """The ERM run DFR refits: ``config.dfr.base_run``, or one trained (or resumed) now
+  into ``<workdir>/dfr_base`` with this config's model, data and optimizer; its
+  selected checkpoint."""
+  base_dir = os.path.expanduser(str(config.dfr.base_run or ""))
+  if not base_dir:
+    base_dir = os.path.join(workdir, DFR_BASE_DIR)
+    train_and_evaluate(dfr.base_config(config), base_dir, on_step=on_step)
+  elif not runs.finished_steps(base_dir):
+    raise FileNotFoundError(f"config.dfr.base_run={base_dir!r} has no finished checkpoint; "
+                            "train it first (method 'erm'), or leave dfr.base_run empty to "
+                            "train one inside this run's workdir")
+  return runs.load_run(base_dir, step=runs.selected_step(base_dir))
+
+
+def _train_dfr(config: ml_collections.ConfigDict, workdir: str,
+               on_step: Callable[[int], None] | None = None) -> dict:
+  """DFR: the base run's last layer refit on the validation split, saved as this run's
+  checkpoint (at the base run's step), then evaluated like any run."""
+  runs.check_config(config, workdir)
+  base = _dfr_base(config, workdir, on_step)
+  model, record = dfr.retrain(config, base)
+  if base.step not in runs.finished_steps(workdir):
+    mesh = sharding.make_mesh()
+    tx = config_lib.make_optimizer_from_config(config, total_steps=1)
+    _, state = steps_lib.create_train_state(model, tx, jax.random.PRNGKey(int(config.seed)))
+    state = sharding.replicate(state.replace(step=jnp.asarray(base.step, jnp.int32)), mesh)
+    select = selection.Selection("last", best_step=base.step)
+    checkpointer = ckpt_lib.Checkpointer(workdir, keep=1)
+    runs.write_config(config, workdir)
+    try:
+      checkpointer.save(base.step, state, epoch=0, plan=np.arange(1), selection=select.state())
+    finally:
+      checkpointer.close()
+  extra = {"training": {"method": "dfr", "steps": base.step, "dfr": record},
+           "selection": {"select_by": "dfr", "step": base.step, "value": None,
+                         "patience": 0}}
+  if not config.eval.at_end:
+    return extra
+  return _evaluate(config, workdir, model, base.step, extra)
 
 
 def _evaluate(config: ml_collections.ConfigDict, workdir: str, model, step: int,
@@ -302,10 +391,11 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, model, step: int,
     return {"metrics": metrics, "dataset": dataset, "model": model_info, **extra}
   result = report.write_report(workdir, metrics=metrics, dataset=dataset, model=model_info,
                                config=runs.config_to_dict(config), extra=extra)
-  try:
-    plots.plot_training_curves(workdir, os.path.join(workdir, "training_curves.png"))
-  except (ValueError, FileNotFoundError) as err:  # No logged step (e.g. resumed at the end).
-    logging.warning("No training curves: %s", err)
+  if os.path.exists(os.path.join(workdir, runs.METRICS_FILE)):  # DFR trains no steps.
+    try:
+      plots.plot_training_curves(workdir, os.path.join(workdir, "training_curves.png"))
+    except ValueError as err:  # No logged step (e.g. resumed at the end).
+      logging.warning("No training curves: %s", err)
   return result
 
 

@@ -1,5 +1,8 @@
 """Losses for the classifiers and the DB-VAE; each returns ``(loss, {name: value})``.
 
+Also the pieces of Group DRO's objective: per-group batch means (``group_means``) and
+the exponentiated-gradient update of the group weights (``group_dro_update``).
+
 Per-example weights (``weights``, e.g. the pipeline's padding ``mask``) are
 supported everywhere: an example with weight 0 contributes nothing and the mean
 is taken over the total weight, so a padded batch gives the same loss as the
@@ -34,6 +37,45 @@ def _weighted_mean(values: jax.Array, weights: jax.Array | None) -> jax.Array:
   return jnp.where(total > 0, jnp.sum(values * weights) / safe_total, 0.0)
 
 
+def sigmoid_cross_entropy_per_example(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Numerically stable ``-[y log s(x) + (1-y) log(1-s(x))]`` per example, [B]."""
+  logits = logits.reshape(logits.shape[0])
+  labels = labels.reshape(logits.shape[0]).astype(logits.dtype)
+  return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def softmax_cross_entropy_per_example(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """``-log softmax(logits)[label]`` per example, [B]."""
+  labels = labels.reshape(logits.shape[0]).astype(jnp.int32)
+  return -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), labels[:, None],
+                              axis=-1)[:, 0]
+
+
+def correct_predictions(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """1.0 where the prediction is right, [B]: ``logit > 0`` for one logit, else argmax."""
+  if logits.ndim == 2 and logits.shape[-1] > 1:
+    predicted = jnp.argmax(logits, axis=-1)
+  else:
+    predicted = (logits.reshape(logits.shape[0]) > 0).astype(jnp.int32)
+  return (predicted == labels.reshape(logits.shape[0]).astype(jnp.int32)).astype(logits.dtype)
+
+
+def classification_per_example(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Sigmoid cross-entropy for one logit [B, 1], softmax cross-entropy for several."""
+  if logits.ndim != 2:
+    raise ValueError(f"logits must be [batch, num_classes], got shape {logits.shape}")
+  if logits.shape[-1] == 1:
+    return sigmoid_cross_entropy_per_example(logits, labels)
+  return softmax_cross_entropy_per_example(logits, labels)
+
+
+def _mean_loss(per_example: jax.Array, logits: jax.Array, labels: jax.Array,
+               weights: jax.Array | None) -> tuple[jax.Array, Metrics]:
+  loss = _weighted_mean(per_example, weights)
+  return loss, {"loss": loss,
+                "accuracy": _weighted_mean(correct_predictions(logits, labels), weights)}
+
+
 def sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array,
                           weights: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
   """Binary cross-entropy on one logit per example.
@@ -46,19 +88,8 @@ def sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array,
   Returns:
     ``(loss, {"loss", "accuracy"})``, both weighted means over the batch.
   """
-  logits = logits.reshape(logits.shape[0])
-  labels = labels.reshape(logits.shape[0]).astype(logits.dtype)
-  per_example = sigmoid_cross_entropy_per_example(logits, labels)
-  correct = ((logits > 0).astype(logits.dtype) == labels).astype(logits.dtype)
-  loss = _weighted_mean(per_example, weights)
-  return loss, {"loss": loss, "accuracy": _weighted_mean(correct, weights)}
-
-
-def sigmoid_cross_entropy_per_example(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Numerically stable ``-[y log s(x) + (1-y) log(1-s(x))]`` per example, [B]."""
-  logits = logits.reshape(logits.shape[0])
-  labels = labels.reshape(logits.shape[0]).astype(logits.dtype)
-  return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  return _mean_loss(sigmoid_cross_entropy_per_example(logits, labels), logits, labels,
+                    weights)
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -73,22 +104,60 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
   Returns:
     ``(loss, {"loss", "accuracy"})``.
   """
-  labels = labels.reshape(logits.shape[0]).astype(jnp.int32)
-  per_example = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1),
-                                     labels[:, None], axis=-1)[:, 0]
-  correct = (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
-  loss = _weighted_mean(per_example, weights)
-  return loss, {"loss": loss, "accuracy": _weighted_mean(correct, weights)}
+  return _mean_loss(softmax_cross_entropy_per_example(logits, labels), logits, labels,
+                    weights)
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array,
                         weights: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
   """Sigmoid cross-entropy for one logit, softmax cross-entropy for several."""
-  if logits.ndim != 2:
-    raise ValueError(f"logits must be [batch, num_classes], got shape {logits.shape}")
-  if logits.shape[-1] == 1:
-    return sigmoid_cross_entropy(logits, labels, weights)
-  return softmax_cross_entropy(logits, labels, weights)
+  return _mean_loss(classification_per_example(logits, labels), logits, labels, weights)
+
+
+def group_means(values: jax.Array, group: jax.Array, mask: jax.Array,
+                num_groups: int) -> tuple[jax.Array, jax.Array]:
+  """Mean of ``values`` [B] within every group of the batch.
+
+  Args:
+    values: per-example values [B].
+    group: int group codes [B] in ``[0, num_groups)``.
+    mask: [B] bool/0-1, False for padding rows.
+    num_groups: G.
+
+  Returns:
+    ``(means [G], counts [G])``; a group absent from the batch has mean 0 and count 0.
+  """
+  onehot = (group.reshape(-1)[:, None] == jnp.arange(num_groups)[None, :])
+  onehot = onehot.astype(values.dtype) * jnp.asarray(mask, values.dtype).reshape(-1, 1)
+  counts = jnp.sum(onehot, axis=0)
+  return (onehot.T @ values.reshape(-1)) / jnp.maximum(counts, 1.0), counts
+
+
+def group_dro_update(q: jax.Array, group_loss: jax.Array, *, eta: float,
+                     adjustment: jax.Array | None = None) -> jax.Array:
+  """One exponentiated-gradient step on Group DRO's group weights (Sagawa et al. 2020).
+
+  ``q_g <- q_g exp(eta (loss_g + adj_g))``, then normalised to sum 1. ``adj_g`` is the
+  generalisation adjustment ``C / sqrt(n_g)`` (0 without it). A group absent from the
+  batch has loss 0, so only its adjustment moves it (as in the authors' code).
+
+  Args:
+    q: current weights [G], summing to 1.
+    group_loss: the batch's mean loss per group [G] (treated as a constant).
+    eta: the step size (the paper's eta_q, 0.01 by default).
+    adjustment: [G] or None.
+
+  Returns:
+    The new weights [G].
+  """
+  step = jax.lax.stop_gradient(group_loss)
+  if adjustment is not None:
+    step = step + adjustment
+  # Subtracting the max before exp leaves the normalised result unchanged and keeps a
+  # large eta * loss from overflowing.
+  logits = jnp.log(q) + eta * step
+  weights = jnp.exp(logits - jnp.max(logits))
+  return weights / jnp.sum(weights)
 
 
 def kl_divergence(mu: jax.Array, logvar: jax.Array) -> jax.Array:

@@ -1,14 +1,14 @@
 """The training split and each epoch's plan: which examples, in which order.
 
-* :class:`TrainData`: the training split's source, labels, attributes and which
-  examples are faces (read once, without decoding images).
-* :func:`epoch_plan`: the ordered example indices of one epoch, from
-  ``config.train.sampling`` (``uniform``; ``balanced`` over
-  ``config.train.balance_groups``; ``dbvae`` with the DB-VAE's per-face probabilities)
-  and the MIT lab's half-face / half-non-face batches
-  (``config.train.face_nonface_batches``). A pure function of the config, the data,
-  the epoch and the probabilities, so a resumed run rebuilds what it was following
-  (the loop also checkpoints the plan itself).
+* :class:`TrainData`: the training split's source, labels, attributes, which
+  examples are faces, and the training groups of methods that use them (read once,
+  without decoding images).
+* :func:`epoch_plan`: the ordered example indices of one epoch for
+  ``config.train.method`` (``train.methods`` says what each does; the DB-VAE's
+  per-face probabilities and JTT's repeats come in as arguments / data) and the MIT
+  lab's half-face / half-non-face batches (``config.train.face_nonface_batches``). A
+  pure function of the config, the data, the epoch and the probabilities, so a resumed
+  run rebuilds what it was following (the loop also checkpoints the plan itself).
 * :func:`batches`: the pipeline's batches of a plan with the config's input settings.
 * :func:`encode_faces` / :func:`dbvae_probabilities`: the DB-VAE's latent means of all
   training faces and the sampling probabilities they give.
@@ -22,9 +22,8 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from facebias_jax.data import groups as groups_lib
 from facebias_jax.data import pipeline, sampling, sources
-from facebias_jax.train import debias, sharding
+from facebias_jax.train import debias, methods, sharding
 
 
 def face_flags(attributes: Mapping[str, np.ndarray], labels: np.ndarray,
@@ -49,7 +48,14 @@ def face_flags(attributes: Mapping[str, np.ndarray], labels: np.ndarray,
 
 
 class TrainData:
-  """The training split: source, labels, attributes and which examples are faces."""
+  """The training split: source, labels, attributes, faces and training groups.
+
+  Attributes:
+    groups: ``methods.Groups`` of ``config.train.groups`` for the methods that use
+      groups (``methods.GROUP_METHODS``), else one group of everything.
+    weights: float32 [N] per-example loss weights (``reweight`` by loss), else None.
+    repeats: JTT's stage-2 repeats per example (set by the loop), else None.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict):
     d = config.data
@@ -65,11 +71,20 @@ class TrainData:
     self.is_face = face_flags(self.attributes, self.labels, self.face_key)
     self.faces = np.flatnonzero(self.is_face).astype(np.int64)
     self.nonfaces = np.flatnonzero(~self.is_face).astype(np.int64)
+    method = config.train.method
+    self.groups = (methods.assign(self.attributes, methods.group_spec(config),
+                                  value_names=self.value_names, method=method,
+                                  split=d.train_split)
+                   if method in methods.GROUP_METHODS else methods.single_group(self.size))
+    self.weights = (methods.example_weights(self.groups)
+                    if method == "reweight" and config.train.reweight_by == "loss" else None)
+    self.repeats: np.ndarray | None = None
 
 
-def _balance_groups(config: ml_collections.ConfigDict, data: TrainData) -> np.ndarray:
-  return groups_lib.assign_groups(data.attributes, config.train.balance_groups,
-                                  value_names=getattr(data, "value_names", None))
+def _inverse_frequency_sampling(config: ml_collections.ConfigDict) -> bool:
+  t = config.train
+  return ((t.method == "reweight" and t.reweight_by == "sampling")
+          or (t.method == "group_dro" and bool(config.group_dro.balanced_batches)))
 
 
 def epoch_length(config: ml_collections.ConfigDict, data: TrainData) -> int:
@@ -77,10 +92,15 @@ def epoch_length(config: ml_collections.ConfigDict, data: TrainData) -> int:
   t = config.train
   if t.face_nonface_batches:
     return (data.size // int(t.batch_size)) * int(t.batch_size)
-  if t.sampling == "balanced":
-    _, sizes = np.unique(_balance_groups(config, data), return_counts=True)
-    target = sizes.max() if t.balance_mode == "oversample" else sizes.min()
-    return int(target) * len(sizes)
+  counts = data.groups.counts
+  if t.method == "subsample":
+    return int(counts.min()) * counts.size
+  if t.method == "oversample":
+    return int(counts.max()) * counts.size
+  if t.method == "jtt":
+    if data.repeats is None:
+      raise ValueError("JTT's stage 2 needs the error set of stage 1 (data.repeats)")
+    return int(data.repeats.sum())
   return data.size
 
 
@@ -93,7 +113,7 @@ def epoch_plan(config: ml_collections.ConfigDict, data: TrainData, epoch: int, *
     data: the training split.
     epoch: epoch number.
     face_probabilities: [num faces] DB-VAE sampling probabilities of
-      ``data.faces`` (``sampling="dbvae"``), else None.
+      ``data.faces`` (``method="dbvae"``), else None.
 
   Returns:
     int64 [epoch_length(config, data)].
@@ -104,10 +124,17 @@ def epoch_plan(config: ml_collections.ConfigDict, data: TrainData, epoch: int, *
     return sampling.face_nonface_indices(
         data.faces, data.nonfaces, batch_size=bs, num_batches=data.size // bs, seed=seed,
         epoch=epoch, face_probabilities=face_probabilities)
-  if t.sampling == "balanced":
-    return sampling.balanced_indices(_balance_groups(config, data), seed=seed, epoch=epoch,
-                                     mode=t.balance_mode)
-  if t.sampling == "dbvae":
+  if t.method == "subsample":
+    return sampling.subsample_indices(data.groups.codes, seed=seed, epoch=epoch)
+  if t.method == "oversample":
+    return sampling.balanced_indices(data.groups.codes, seed=seed, epoch=epoch,
+                                     mode="oversample")
+  if _inverse_frequency_sampling(config):
+    return sampling.weighted_indices(methods.inverse_frequency(data.groups), data.size,
+                                     seed=seed, epoch=epoch)
+  if t.method == "jtt":
+    return sampling.repeated_indices(data.repeats, seed=seed, epoch=epoch)
+  if t.method == "dbvae":
     faces = data.faces[sampling.weighted_indices(face_probabilities, data.faces.size,
                                                  seed=seed, epoch=epoch)]
     # Non-faces (if any) are seen once each; the whole mix is shuffled.
@@ -127,6 +154,17 @@ def batches(config: ml_collections.ConfigDict, source, indices: np.ndarray, *, t
       image_size=int(d.image_size), train=train, seed=int(config.seed), epoch=epoch,
       start_batch=start_batch, normalize=d.normalize, flip=d.flip if train else False,
       random_crop=crop, label_key=d.label_key, num_threads=int(d.num_threads))
+
+
+def eval_batches(config: ml_collections.ConfigDict, source):
+  """Every example of ``source`` once, in order, as evaluation sees it (no augmentation,
+  ``config.eval.batch_size``, padded last batch), read whole by every process: what
+  validation, JTT's error set and DFR's embeddings run over."""
+  d = config.data
+  return pipeline.batches(source, np.arange(len(source)), batch_size=int(config.eval.batch_size),
+                          image_size=int(d.image_size), train=False, normalize=d.normalize,
+                          label_key=d.label_key, process_index=0, process_count=1,
+                          num_threads=int(d.num_threads))
 
 
 def encode_faces(config: ml_collections.ConfigDict, data: TrainData, encode_fn, state,

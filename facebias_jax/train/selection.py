@@ -25,9 +25,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from facebias_jax.data import pipeline, sources
+from facebias_jax.data import sources
 from facebias_jax.eval import evaluate
-from facebias_jax.train import steps as steps_lib
+from facebias_jax.train import plan, steps as steps_lib
 
 SELECT_BY = ("worst_group_accuracy", "accuracy", "loss", "last")
 # Metric -> True when larger is better.
@@ -61,7 +61,7 @@ class Validator:
   """
 
   def __init__(self, config: ml_collections.ConfigDict):
-    d, e = config.data, config.eval
+    d = config.data
     self.config = config
     split = d.get("validation_split", "validation")
     try:
@@ -81,13 +81,8 @@ class Validator:
 
   def __call__(self, model) -> dict[str, Any]:
     """``metrics.jsonl`` record of ``model`` (an eval-mode copy runs; mode untouched)."""
-    d, e = self.config.data, self.config.eval
-    batches = pipeline.batches(self.source, np.arange(len(self.source)),
-                               batch_size=int(e.batch_size), image_size=int(d.image_size),
-                               train=False, normalize=d.normalize, label_key=d.label_key,
-                               process_index=0, process_count=1,
-                               num_threads=int(d.num_threads))
-    preds = evaluate.predict(model, batches)
+    e = self.config.eval
+    preds = evaluate.predict(model, plan.eval_batches(self.config, self.source))
     result = evaluate.evaluate_predictions(
         preds, group_spec=e.groups, n_boot=int(e.get("val_n_boot", 0)),
         seed=int(self.config.seed), min_group_size=int(e.get("min_group_size", 0)),

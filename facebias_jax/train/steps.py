@@ -10,8 +10,15 @@ key ``jax.random.fold_in(state.rng, state.step)``, which makes a resumed run
 draw exactly the keys of an uninterrupted one.
 
 Batches given to the steps are flat dicts of arrays: ``image`` float32
-[B,H,W,3], ``label`` int32 [B], ``mask`` bool [B] (False = padding) and, for
-the DB-VAE, ``vae_mask`` bool [B] (True = a face whose VAE loss counts).
+[B,H,W,3], ``label`` int32 [B], ``mask`` bool [B] (False = padding), optionally
+``weight`` float32 [B] (per-example loss weights, 0 on padding; default ``mask``)
+and ``group`` int32 [B] (training group codes, for Group DRO), and for the DB-VAE
+``vae_mask`` bool [B] (True = a face whose VAE loss counts).
+
+The loss is the weighted mean of the per-example losses, or with ``GroupDRO`` the
+group-weighted loss of Sagawa et al. (2020) whose weights ``q`` live in the state
+(``TrainState.group_weights``), so they are checkpointed and a resumed run continues
+with the same ``q``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class TrainState:
     model_state: ``nnx.State`` of the other variables (BatchNorm statistics).
     opt_state: the optax optimizer state.
     rng: base PRNG key (uint32 [2]); step keys are ``fold_in(rng, step)``.
+    group_weights: float32 [G], Group DRO's weights over the training groups (uniform
+      and unused by the other methods, G = 1 for them).
   """
 
   step: jax.Array
@@ -50,6 +59,7 @@ class TrainState:
   model_state: Any
   opt_state: Any
   rng: jax.Array
+  group_weights: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,13 +85,14 @@ def split_model(model: nnx.Module) -> tuple[ModelDef, Any, Any]:
 
 
 def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
-                       rng: jax.Array) -> tuple[ModelDef, TrainState]:
+                       rng: jax.Array, *, num_groups: int = 1) -> tuple[ModelDef, TrainState]:
   """Initial training state of ``model`` (its current weights) and ``tx``.
 
   Args:
     model: a freshly built model.
     tx: the optimizer.
     rng: base PRNG key (raw uint32 [2], e.g. ``jax.random.PRNGKey(seed)``).
+    num_groups: training groups (Group DRO's weights start uniform over them).
 
   Returns:
     ``(model_def, state)``.
@@ -89,8 +100,32 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
   model_def, params, model_state = split_model(model)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      model_state=model_state, opt_state=tx.init(params),
-                     rng=jnp.asarray(rng, jnp.uint32))
+                     rng=jnp.asarray(rng, jnp.uint32),
+                     group_weights=jnp.full((int(num_groups),), 1.0 / int(num_groups),
+                                            jnp.float32))
   return model_def, state
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupDRO:
+  """Group DRO's online objective (Sagawa et al., ICLR 2020, Alg. 1).
+
+  Every step: the batch's mean loss per group ``l_g``; ``q_g <- q_g exp(eta (l_g +
+  adjustment_g))`` normalised; the loss minimised is ``sum_g q_g l_g`` with ``q``
+  held constant (``losses.group_dro_update``).
+
+  Attributes:
+    eta: the weights' step size.
+    adjustment: ``C / sqrt(n_g)`` per group (``methods.dro_adjustment``); its length is
+      the number of groups G.
+  """
+
+  eta: float
+  adjustment: tuple[float, ...]
+
+  @property
+  def num_groups(self) -> int:
+    return len(self.adjustment)
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -164,14 +199,37 @@ def make_optimizer(learning_rate: float, *, total_steps: int, optimizer: str = "
 
 
 def _forward_loss(model: nnx.Module, batch: Batch, key: jax.Array | None, *, kind: str,
-                  kl_weight: float, reconstruction_loss: str) -> tuple[jax.Array, Metrics]:
+                  kl_weight: float, reconstruction_loss: str,
+                  group_dro: GroupDRO | None = None, group_weights: jax.Array | None = None
+                  ) -> tuple[jax.Array, Metrics]:
+  """The batch loss and metrics; with ``group_dro`` also the updated weights
+  (``metrics["group_weights"]``). ``accuracy`` always counts every real example once,
+  whatever the loss weights."""
+  weights = batch.get("weight", batch["mask"])
   if kind == "dbvae":
     logits, aux = model(batch["image"], rngs=key)
-    return losses.dbvae_loss(logits, batch["label"], batch["image"], aux,
-                             vae_mask=batch["vae_mask"], weights=batch["mask"],
-                             kl_weight=kl_weight, reconstruction_loss=reconstruction_loss)
-  logits, _ = model(batch["image"])
-  return losses.classification_loss(logits, batch["label"], batch["mask"])
+    loss, metrics = losses.dbvae_loss(
+        logits, batch["label"], batch["image"], aux, vae_mask=batch["vae_mask"],
+        weights=weights, kl_weight=kl_weight, reconstruction_loss=reconstruction_loss)
+  else:
+    logits, _ = model(batch["image"])
+    per_example = losses.classification_per_example(logits, batch["label"])
+    if group_dro is None:
+      loss, metrics = losses.classification_loss(logits, batch["label"], weights)
+    else:
+      group_loss, _ = losses.group_means(per_example, batch["group"], batch["mask"],
+                                         group_dro.num_groups)
+      q = losses.group_dro_update(group_weights, group_loss, eta=group_dro.eta,
+                                  adjustment=jnp.asarray(group_dro.adjustment,
+                                                         per_example.dtype))
+      loss = jnp.dot(q, group_loss)
+      metrics = {"loss": loss, "group_weights": q,
+                 "average_loss": losses.classification_loss(logits, batch["label"],
+                                                            batch["mask"])[0]}
+  correct = losses.correct_predictions(logits, batch["label"])
+  mask = jnp.asarray(batch["mask"], correct.dtype)
+  metrics["accuracy"] = jnp.sum(correct * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return loss, metrics
 
 
 def _check_kind(kind: str) -> None:
@@ -181,7 +239,7 @@ def _check_kind(kind: str) -> None:
 
 def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *,
                     kind: str = "classifier", kl_weight: float = 0.0005,
-                    reconstruction_loss: str = "l1"
+                    reconstruction_loss: str = "l1", group_dro: GroupDRO | None = None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the jitted training step.
 
@@ -191,16 +249,21 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *,
     kind: ``"classifier"`` or ``"dbvae"``.
     kl_weight: DB-VAE KL weight.
     reconstruction_loss: DB-VAE reconstruction error, ``"l1"`` or ``"l2"``.
+    group_dro: Group DRO's objective (classifiers; batches then need ``group`` and the
+      state ``num_groups`` weights), or None for the weighted mean loss.
 
   Returns:
     ``train_step(state, batch) -> (new_state, metrics)``; ``state`` is donated
     (do not reuse it after the call). Metrics: ``loss``, ``accuracy``,
-    ``grad_norm``, ``finite`` (bool: loss and updated parameters all finite) and
-    for the DB-VAE ``class_loss``, ``vae_loss``, ``kl``, ``recon``.
+    ``grad_norm``, ``finite`` (bool: loss and updated parameters all finite), for the
+    DB-VAE ``class_loss``, ``vae_loss``, ``kl``, ``recon``, and for Group DRO
+    ``average_loss`` (the plain mean) and ``max_group_weight``.
   """
   _check_kind(kind)
+  if group_dro is not None and kind != "classifier":
+    raise ValueError("Group DRO trains classifiers; the DB-VAE has its own objective")
   forward = functools.partial(_forward_loss, kind=kind, kl_weight=kl_weight,
-                              reconstruction_loss=reconstruction_loss)
+                              reconstruction_loss=reconstruction_loss, group_dro=group_dro)
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     key = jax.random.fold_in(state.rng, state.step)
@@ -211,7 +274,7 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *,
       # copy=True: fresh Variables owned by this trace (flax >= 0.11.2 reuses the
       # State's Variables by default, which jax.grad then refuses to mutate).
       model = nnx.merge(model_def.train, params, model_state, copy=True)
-      loss, metrics = forward(model, batch, key)
+      loss, metrics = forward(model, batch, key, group_weights=state.group_weights)
       # BatchNorm updated its running statistics in train mode: carry them out.
       _, _, model_state = nnx.split(model, nnx.Param, ...)
       return loss, (metrics, model_state)
@@ -226,8 +289,11 @@ def make_train_step(model_def: ModelDef, tx: optax.GradientTransformation, *,
     for leaf in jax.tree.leaves(params):
       finite &= jnp.all(jnp.isfinite(leaf))
     metrics = dict(metrics, grad_norm=optax.global_norm(grads), finite=finite)
+    group_weights = metrics.pop("group_weights", state.group_weights)
+    if group_dro is not None:
+      metrics["max_group_weight"] = jnp.max(group_weights)
     new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                              opt_state=opt_state)
+                              opt_state=opt_state, group_weights=group_weights)
     return new_state, metrics
 
   return jax.jit(train_step, donate_argnums=0)

@@ -12,7 +12,7 @@ Configs (``facebias_synthetic_faces/<config>``):
 * ``sex_64`` / ``sex_128``: faces only, label 1 = ``Male``.
 * ``blond_64`` / ``blond_128``: faces only, label 1 = ``Blond_Hair``, with sex as the
   spurious attribute (CelebA's Blond_Hair x Male benchmark in miniature: blond men are
-  under 1% of the train split; ``BLOND_KNOBS`` makes blond a subtle tone).
+  0.2% of the train split; ``BLOND_KNOBS`` makes blond a subtle tone).
 
 Splits: ``train`` (large, imbalanced with ``synthetic.DEFAULT_KNOBS``: few darker,
 skewed sex ratios), ``validation`` (same distribution as train) and ``test``
@@ -82,7 +82,10 @@ _LABEL_NAMES = {"faces_vs_nonfaces": ["non_face", "face"], "sex": ["female", "ma
 # The spurious-correlation benchmark (task blond): blond hair is a subtler cue than sex,
 # blond men are 0.4% of the faces; a validation split large enough to hold ~40 of them
 # (model selection by the worst group needs the group in the validation split).
-BLOND_KNOBS = {"blond_contrast": 0.3, "blond_fraction_male": 0.01}
+# Blond among 0.4% of men (40 of the 20,000 training faces): with 1% ERM's worst group
+# stayed within a few points of the robust methods' (docs/methods.md); rarer, the
+# shortcut costs it what it costs on CelebA.
+BLOND_KNOBS = {"blond_contrast": 0.3, "blond_fraction_male": 0.004}
 BLOND_SIZES = {"validation": 10_000}
 IMAGE_ENCODINGS = ("raw", "png")
 
@@ -246,10 +249,11 @@ def _ordered_map(fn, jobs: list[tuple], num_workers: int) -> Iterator[Any]:
 class FacebiasSyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """The synthetic biased-faces benchmark (procedural, no download)."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {"1.0.0": "Initial release.",
                    "1.1.0": "skin_ita: the skin tone estimated from the pixels of the face "
-                            "mask (Individual Typology Angle)."}
+                            "mask (Individual Typology Angle).",
+                   "1.2.0": "blond_*: blond among 0.4% of men (was 1%)."}
   BUILDER_CONFIGS = _make_configs()
   DEFAULT_BUILDER_CONFIG_NAME = "faces_vs_nonfaces_64"
 
