@@ -5,7 +5,9 @@ lives here once:
 
 * :func:`run` -- ``absl.app.run`` with quiet logging, and user errors (a bad path or
   value: ``FileNotFoundError``, ``ValueError``, ``OSError``...) printed as one line
-  ``<script>: error: ...`` with exit status 1 instead of a traceback;
+  ``<script>: error: ...`` with exit status 1 instead of a traceback; a run stopped by
+  SIGTERM or Ctrl-C (checkpointed) prints one line and exits with 128 + the signal
+  (143, 130), a second Ctrl-C exits at once with 130;
 * :func:`define_aliases` / :func:`apply_aliases` -- the few short flags users expect
   (``--run``, ``--checkpoint``, ``--video``...) as aliases of config fields;
 * :func:`train` -- the training run and its headline numbers.
@@ -20,12 +22,14 @@ from typing import Any, Callable
 
 from absl import app, flags, logging
 
-from facebias_jax.train import loop
+from facebias_jax.train import loop, preemption, workdir as workdir_lib
 
 # Exceptions that mean "the user's input is wrong", reported without a traceback: bad
-# paths and values, unreadable files, a run that diverged (lower the learning rate).
+# paths and values, unreadable files, a run that diverged (lower the learning rate),
+# a workdir another run is training into.
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, OSError,
-                                                FloatingPointError)
+                                                FloatingPointError,
+                                                workdir_lib.WorkdirBusyError)
 
 
 def run(main: Callable[[list[str]], None],
@@ -47,6 +51,13 @@ def run(main: Callable[[list[str]], None],
       raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
       main(argv)
+    except preemption.TrainingInterrupted as e:
+      print(f"{prog}: {e}", file=sys.stderr)
+      sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+      print(f"{prog}: interrupted; rerun the same command to resume from the last "
+            "checkpoint", file=sys.stderr)
+      sys.exit(130)
     except user_errors as e:
       print(f"{prog}: error: {e}", file=sys.stderr)
       sys.exit(1)
@@ -98,4 +109,8 @@ def train(config, workdir: str) -> dict:
           f"{fairness['worst_group']} {'n/a' if worst is None else f'{worst:.4f}'} "
           f"(step {report['model']['step']}, selected by {report['selection']['select_by']});"
           f" report: {workdir}/report.md")
+    constant = report["metrics"]["settings"].get("constant_prediction")
+    if constant is not None:
+      print(f"warning: the model predicts class {constant} for every test example: it has "
+            "collapsed (lower config.train.learning_rate?)")
   return report

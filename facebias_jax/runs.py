@@ -9,6 +9,7 @@ Layout of a workdir (the names are the constants below)::
       train/                   optimizer state, step counter, base PRNG key
       sampler/                 epoch and the epoch's index plan (exact resumption)
       selection/               the best validated step so far, early-stopping count
+      integrity/               a CRC-32 of every item, checked on every restore
   workdir/metrics.jsonl        one JSON object per logged step
   workdir/tb/                  TensorBoard events
   workdir/report.json, .md...  the evaluation report
@@ -22,7 +23,8 @@ workdir, so a run can be evaluated while it trains.
 Config policy on restart (:func:`check_or_write_config`): a difference in a field that
 changes what is trained (model, data, optimizer, sampling, debiasing, seed, batch size)
 is a ``ConfigMismatchError``; a difference only in bookkeeping fields
-(``HARMLESS_FIELDS``: run length, logging, checkpoint cadence, data locations,
+(``HARMLESS_FIELDS``: run length unless a decaying schedule depends on it, logging,
+checkpoint cadence, data locations,
 evaluation settings, the convolution kernels) is logged and the new values are written.
 """
 
@@ -31,10 +33,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from typing import Any, Mapping
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
@@ -48,6 +52,7 @@ TENSORBOARD_DIR = "tb"
 REPORT_FILE = "report.json"
 # Items of every checkpoint step.
 MODEL_ITEM, TRAIN_ITEM, SAMPLER_ITEM, SELECTION_ITEM = "model", "train", "sampler", "selection"
+INTEGRITY_ITEM = "integrity"  # {"crc32": {item: CRC-32 of its arrays}}, JSON.
 # Fields that may change between a run and its resumption (prefixes end in ".").
 HARMLESS_FIELDS = (
     "train.num_epochs", "train.max_steps", "train.log_every_steps",
@@ -58,6 +63,10 @@ HARMLESS_FIELDS = (
 
 class ConfigMismatchError(ValueError):
   """The config differs from the workdir's ``config.json`` in a field that matters."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A checkpoint step cannot be restored, or restores to other values than were saved."""
 
 
 # ----------------------------------------------------------------------------- configs
@@ -102,7 +111,14 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   return flat
 
 
-def _is_harmless(field: str) -> bool:
+# The run length sets a decaying schedule's shape: changing it moves every later
+# learning rate, so it is bookkeeping only for a constant one.
+_RUN_LENGTH = ("train.num_epochs", "train.max_steps")
+
+
+def _is_harmless(field: str, schedule: str = "constant") -> bool:
+  if field in _RUN_LENGTH and schedule != "constant":
+    return False
   return any(field.startswith(p) if p.endswith(".") else field == p for p in HARMLESS_FIELDS)
 
 
@@ -143,8 +159,9 @@ def config_changes(config: Any, workdir: str) -> tuple[list[str], list[str]]:
                    if old_flat.get(k, "<missing>") != new_flat.get(k, "<missing>"))
   describe = lambda k: (f"{k}: saved {old_flat.get(k, '<missing>')!r} vs now "
                         f"{new_flat.get(k, '<missing>')!r}")
-  return ([describe(k) for k in changed if not _is_harmless(k)],
-          [describe(k) for k in changed if _is_harmless(k)])
+  schedule = str(new_flat.get("train.schedule", "constant"))
+  return ([describe(k) for k in changed if not _is_harmless(k, schedule)],
+          [describe(k) for k in changed if _is_harmless(k, schedule)])
 
 
 def check_config(config: Any, workdir: str) -> None:
@@ -300,6 +317,40 @@ def selected_step(workdir: str) -> int | None:
   return best if best in steps else None
 
 
+def tree_crc(tree: Any) -> int:
+  """CRC-32 of a pytree's leaves (dtype, shape and bytes, in tree order).
+
+  A checkpoint's fingerprint: one flipped bit in a saved array gives another value.
+  Replicated arrays are read from their first local copy.
+  """
+  crc = 0
+  for leaf in jax.tree.leaves(tree):
+    arr = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    crc = zlib.crc32(f"{arr.dtype.str}{arr.shape}".encode(), crc)
+    crc = zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1), crc)
+  return crc
+
+
+def read_integrity(workdir: str, step: int) -> dict[str, int] | None:
+  """The CRC-32 per item a checkpoint step was saved with (None for a step saved
+  without them)."""
+  path = os.path.join(step_dir(workdir, step), INTEGRITY_ITEM)
+  if not os.path.isdir(path):
+    return None
+  with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+    return {k: int(v) for k, v in checkpointer.restore(path)["crc32"].items()}
+
+
+def verify_item(workdir: str, step: int, item: str, tree: Any,
+                saved: Mapping[str, int] | None) -> None:
+  """Raises ``CorruptCheckpointError`` when ``tree`` (a restored item) is not what was
+  saved."""
+  if saved is not None and item in saved and tree_crc(tree) != saved[item]:
+    raise CorruptCheckpointError(
+        f"checkpoint step {step} in {checkpoint_dir(workdir)}: item {item!r} restores to "
+        "other values than were saved (checksum mismatch: a damaged file)")
+
+
 @dataclasses.dataclass
 class Run:
   """A trained model loaded from a workdir."""
@@ -310,17 +361,38 @@ class Run:
   workdir: str
 
 
+def _restore_model_item(workdir: str, step: int, target: Any) -> Any:
+  """The verified ``model`` item of one step (``CorruptCheckpointError`` if damaged)."""
+  # A plain checkpointer on the item's folder: reads only (no manager, no cleanup).
+  try:
+    saved = read_integrity(workdir, step)
+    with ocp.StandardCheckpointer() as checkpointer:
+      restored = checkpointer.restore(os.path.join(step_dir(workdir, step), MODEL_ITEM),
+                                      target)
+  except (OSError, ValueError, KeyError, RuntimeError) as err:
+    raise CorruptCheckpointError(f"checkpoint step {step} in {checkpoint_dir(workdir)} "
+                                 f"cannot be read: {type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:300]}") from None
+  verify_item(workdir, step, MODEL_ITEM, restored, saved)
+  return restored
+
+
 def load_run(workdir: str, step: int | None = None) -> Run:
   """Restores the ``model`` item of a checkpoint onto a model described by the run's
   config, in eval mode, on one local device (whatever mesh it was trained on).
 
+  Read-only: nothing in the workdir is written, moved or cleaned. The item is checked
+  against the checksum it was saved with; when the newest step is damaged (and no
+  ``step`` was asked for) the next older one is used, with a warning naming both.
+
   Args:
     workdir: a training workdir (``config.json`` + ``checkpoints/``).
-    step: checkpoint step; default the newest finished one.
+    step: checkpoint step; default the newest finished one that restores.
 
   Raises:
     FileNotFoundError: no workdir, no config.json, no finished checkpoint, or none at
       ``step`` (the message lists the available steps).
+    CorruptCheckpointError: ``step`` (or every step) is damaged.
   """
   config = read_config(workdir)
   directory = checkpoint_dir(workdir)
@@ -330,9 +402,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
         f"no finished checkpoint in {directory}: training into {workdir!r} has not saved "
         "one yet (resume it with the same command, or train with a smaller "
         "--config.train.checkpoint_every_steps)")
-  if step is None:
-    step = available[-1]
-  elif int(step) not in available:
+  if step is not None and int(step) not in available:
     raise FileNotFoundError(f"no checkpoint for step {step} in {directory}; available "
                             f"steps: {available}")
   # Only shapes are needed: tracing the model abstractly skips compiling every
@@ -342,12 +412,25 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                         model_item(params, rest))
-  # A plain checkpointer on the item's folder: reads only (no manager, no cleanup).
-  with ocp.StandardCheckpointer() as checkpointer:
-    restored = checkpointer.restore(os.path.join(step_dir(workdir, step), MODEL_ITEM), target)
-  model = nnx.merge(graphdef, restored["params"], restored["model_state"])
-  model.eval()
-  return Run(model=model, config=config, step=int(step), workdir=workdir)
+  candidates = [int(step)] if step is not None else available[::-1]
+  damaged = []
+  for candidate in candidates:
+    try:
+      restored = _restore_model_item(workdir, candidate, target)
+    except CorruptCheckpointError as err:
+      if step is not None:
+        raise CorruptCheckpointError(f"{err}; pick another step (available: "
+                                     f"{available})") from None
+      logging.warning("%s; trying the next older step", err)
+      damaged.append(str(err))
+      continue
+    if damaged:
+      logging.warning("Using checkpoint step %d of %s: newer steps are damaged", candidate,
+                      workdir)
+    model = nnx.merge(graphdef, restored["params"], restored["model_state"])
+    model.eval()
+    return Run(model=model, config=config, step=candidate, workdir=workdir)
+  raise CorruptCheckpointError(f"no checkpoint of {workdir} restores: " + "; ".join(damaged))
 
 
 def load_model(workdir: str, step: int | None = None

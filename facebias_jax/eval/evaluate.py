@@ -124,6 +124,11 @@ def evaluate_predictions(preds: Mapping[str, Any], *, group_spec: str | Sequence
   result = metrics.group_metrics(preds["label"], y_pred, group_ids, n_boot=n_boot, seed=seed,
                                  threshold=threshold, undefined_rates=undefined_rates,
                                  min_group_size=min_group_size)
+  # A model that answers one class for everything (a collapse: e.g. a far too large
+  # learning rate) still gets numbers here; say so plainly.
+  predicted = np.unique(metrics.binarize_predictions(y_pred, threshold))
+  result["settings"]["constant_prediction"] = (int(predicted[0]) if predicted.size == 1
+                                               else None)
   result["settings"]["group_spec"] = ",".join(groups_lib.parse_group_spec(group_spec,
                                                                           attributes))
   result["settings"]["group_attributes"] = groups_lib.describe(group_spec, attributes)

@@ -94,6 +94,10 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Evaluation rep
             f"TPR {fmt(o['tpr'])}, FPR {fmt(o['fpr'])}, selection rate {fmt(o['selection_rate'])}",
             "", "## Per group", ""]
   s = metrics.get("settings", {})
+  if s.get("constant_prediction") is not None:
+    parts[-3:-3] = [f"- **Warning:** the model predicts class {s['constant_prediction']} for "
+                    "every example: it has collapsed (often a too large learning rate), and "
+                    "its group metrics only restate the class balance."]
   attributes = s.get("group_attributes") or {}
   if attributes:
     parts[-3:-3] = ["- **Groups** " + f"`{s.get('group_spec', '')}`: " + "; ".join(

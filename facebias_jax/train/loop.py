@@ -49,10 +49,11 @@ from facebias_jax.data import sources
 from facebias_jax.eval import diagnostics, evaluate, plots, report
 from facebias_jax.train import checkpoint as ckpt_lib
 from facebias_jax.train import config as config_lib
-from facebias_jax.train import debias, dfr, jtt, methods, metrics_writer
+from facebias_jax.train import debias, dfr, jtt, methods, metrics_writer, preemption
 from facebias_jax.train import init as init_lib
 from facebias_jax.train import plan as plan_lib, selection, sharding
 from facebias_jax.train import steps as steps_lib
+from facebias_jax.train import workdir as workdir_lib
 
 DFR_BASE_DIR = "dfr_base"
 
@@ -163,6 +164,10 @@ class _Logger:
 
   def validation(self, step: int, record: Mapping[str, Any], select: selection.Selection
                  ) -> None:
+    constant = record.get("val_constant_prediction")
+    if constant is not None:
+      logging.warning("Validation at step %d: the model predicts class %d for every "
+                      "example (collapsed; lower config.train.learning_rate?)", step, constant)
     if self.print_lines:
       worst = record.get("val_worst_group_accuracy")
       print(f"validation step {step}: accuracy {record['val_accuracy']:.3f}, worst group "
@@ -201,9 +206,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   sharding.maybe_initialize_distributed()
   config_lib.validate_config(config)
+  workdir_lib.check_writable(workdir)
+  with workdir_lib.WorkdirLock(workdir):
+    if config.train.method == "dfr":
+      return _train_dfr(config, workdir, on_step=on_step)
+    return _train(config, workdir, on_step)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str,
+           on_step: Callable[[int], None] | None) -> dict:
+  """``train_and_evaluate`` of the methods that train (all but DFR), workdir locked."""
   t = config.train
-  if t.method == "dfr":
-    return _train_dfr(config, workdir, on_step=on_step)
   runs.check_config(config, workdir)
   is_dbvae = config.model.name == "dbvae"
   mesh = sharding.make_mesh()
@@ -250,8 +263,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   runs.write_config(config, workdir)
   writer = metrics_writer.MetricsWriter(workdir)
   plan_epoch, plan = -1, None
-  if latest is not None:
-    state, plan_epoch, plan, selected = checkpointer.restore(latest, state)
+  restored = checkpointer.restore_latest(state) if latest is not None else None
+  if restored is not None:  # The newest step that restores (damaged ones moved aside).
+    latest, state, plan_epoch, plan, selected = restored
     select.restore(selected)
     logging.info("Resumed %s from step %d", workdir, latest)
     metrics_writer.truncate(writer.path, latest)
@@ -262,48 +276,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   log = _Logger(writer, checkpointer, workdir, bar, step, total_steps,
                 print_lines=not progress and jax.process_index() == 0)
   start_time = time.perf_counter()
-  try:
-    while step < total_steps and not select.stop:
-      epoch, start_batch = divmod(step, steps_per_epoch)
-      if plan is None or plan_epoch != epoch:
-        probabilities = None
-        if t.method == "dbvae":
-          mu = plan_lib.encode_faces(config, data, encode_fn, state, mesh, progress=progress)
-          probabilities = plan_lib.dbvae_probabilities(config, mu)
-        plan, plan_epoch = plan_lib.epoch_plan(config, data, epoch,
-                                               face_probabilities=probabilities), epoch
-      for batch in plan_lib.batches(config, data.source, plan, train=True, epoch=epoch,
-                                    start_batch=start_batch):
-        inputs = _step_inputs(batch, data, dbvae=is_dbvae, group_dro=group_dro is not None)
-        state, metrics = train_step(state, sharding.shard_batch(inputs, mesh))
-        step += 1
-        log.add(step, epoch, metrics)
-        last = step == total_steps
-        validate = validator is not None and selection.due(
-            config, step, epoch_end=step % steps_per_epoch == 0,
-            epochs_done=step // steps_per_epoch, last=last)
-        save = validate or last or step % int(t.checkpoint_every_steps) == 0
-        if save or step % int(t.log_every_steps) == 0:
-          log.flush()  # Never checkpoint a state whose loss went non-finite.
-        if validate:
-          record = validator(selection.local_model(model_def, state))
-          select.update(step, record)
-          writer.write(step, {"epoch": epoch, **record}, prefix="val")
-          log.validation(step, record, select)
-        elif select.select_by == "last":
-          select.update(step, {})
-        if save or select.stop:
-          checkpointer.save(step, state, epoch=epoch, plan=plan, selection=select.state(),
-                            protect=select.best_step)
-        if on_step is not None:
-          on_step(step)
-        if last or select.stop:
-          break
-    log.flush()
-  finally:
-    bar.close()
-    checkpointer.close()
-    writer.close()
+  # SIGTERM and a first Ctrl-C only ask the loop to checkpoint and stop.
+  stopping = False
+  with preemption.StopRequests() as stop:
+    try:
+      while step < total_steps and not select.stop and not stopping:
+        epoch, start_batch = divmod(step, steps_per_epoch)
+        if plan is None or plan_epoch != epoch:
+          probabilities = None
+          if t.method == "dbvae":
+            mu = plan_lib.encode_faces(config, data, encode_fn, state, mesh, progress=progress)
+            probabilities = plan_lib.dbvae_probabilities(config, mu)
+          plan, plan_epoch = plan_lib.epoch_plan(config, data, epoch,
+                                                 face_probabilities=probabilities), epoch
+        for batch in plan_lib.batches(config, data.source, plan, train=True, epoch=epoch,
+                                      start_batch=start_batch):
+          inputs = _step_inputs(batch, data, dbvae=is_dbvae, group_dro=group_dro is not None)
+          state, metrics = train_step(state, sharding.shard_batch(inputs, mesh))
+          step += 1
+          log.add(step, epoch, metrics)
+          last = step == total_steps
+          validate = validator is not None and selection.due(
+              config, step, epoch_end=step % steps_per_epoch == 0,
+              epochs_done=step // steps_per_epoch, last=last)
+          stopping = stop.requested(step)  # SIGTERM / Ctrl-C: checkpoint, then stop.
+          save = validate or last or stopping or step % int(t.checkpoint_every_steps) == 0
+          if save or step % int(t.log_every_steps) == 0:
+            log.flush()  # Never checkpoint a state whose loss went non-finite.
+          if validate:
+            record = validator(selection.local_model(model_def, state))
+            select.update(step, record)
+            writer.write(step, {"epoch": epoch, **record}, prefix="val")
+            log.validation(step, record, select)
+          elif select.select_by == "last":
+            select.update(step, {})
+          if save or select.stop:
+            checkpointer.save(step, state, epoch=epoch, plan=plan, selection=select.state(),
+                              protect=select.best_step)
+          if on_step is not None:
+            on_step(step)
+          if last or select.stop or stopping:
+            break
+      log.flush()
+    finally:
+      bar.close()
+      checkpointer.close()
+      writer.close()
+  if stopping and step < total_steps:
+    raise preemption.TrainingInterrupted(stop.signum, step, workdir)
   training = {"steps": step, "epochs": step / steps_per_epoch,
               "steps_per_epoch": steps_per_epoch, "train_examples": data.size,
               "train_faces": int(data.faces.size), "method": t.method,

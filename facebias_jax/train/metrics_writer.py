@@ -18,6 +18,7 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 from facebias_jax import runs
+from facebias_jax.train import workdir as workdir_lib
 
 
 def _jsonable(v: Any) -> Any:
@@ -54,15 +55,26 @@ class MetricsWriter:
     if not self.enabled:
       return
     line = {"step": int(step), **{k: _jsonable(v) for k, v in record.items()}}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(line) + "\n")
-    for k, v in _scalars(record):
-      self.writer.add_scalar(f"{prefix}/{k}", v, int(step))
-    self.writer.flush()
+    try:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(line) + "\n")
+      for k, v in _scalars(record):
+        self.writer.add_scalar(f"{prefix}/{k}", v, int(step))
+      self.writer.flush()
+    except OSError as err:
+      if not workdir_lib.is_disk_full(err):
+        raise
+      raise workdir_lib.disk_full_error(self.path, "writing the training log") from None
 
   def close(self) -> None:
+    """Flushes and closes TensorBoard's writer; a full disk here is not a second error."""
     if self.writer is not None:
-      self.writer.close()
+      try:
+        self.writer.close()
+      except OSError as err:
+        if not workdir_lib.is_disk_full(err):
+          raise
+      self.writer = None
 
 
 def truncate(path: str, step: int) -> None:

@@ -49,7 +49,8 @@ def validation_record(result: Mapping[str, Any], loss: float) -> dict[str, Any]:
             "val_worst_group_accuracy": fairness["worst_group_accuracy"],
             "val_worst_group": fairness["worst_group"],
             "val_mean_group_accuracy": fairness["mean_group_accuracy"],
-            "val_group_accuracy": {g: b["accuracy"] for g, b in result["groups"].items()}}
+            "val_group_accuracy": {g: b["accuracy"] for g, b in result["groups"].items()},
+            "val_constant_prediction": result["settings"].get("constant_prediction")}
   return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
 
 
@@ -83,6 +84,14 @@ class Validator:
     """``metrics.jsonl`` record of ``model`` (an eval-mode copy runs; mode untouched)."""
     e = self.config.eval
     preds = evaluate.predict(model, plan.eval_batches(self.config, self.source))
+    bad = int(np.sum(~np.isfinite(preds["logit"])))
+    if bad:
+      # Training-mode losses can stay finite while eval-mode statistics overflow.
+      raise FloatingPointError(
+          f"validation: the model's outputs are NaN or infinite on {bad} of "
+          f"{preds['logit'].size} examples of the {self.split!r} split (it diverged); lower "
+          "config.train.learning_rate or set config.train.grad_clip_norm. The checkpoints "
+          "written so far are kept.")
     result = evaluate.evaluate_predictions(
         preds, group_spec=e.groups, n_boot=int(e.get("val_n_boot", 0)),
         seed=int(self.config.seed), min_group_size=int(e.get("min_group_size", 0)),
