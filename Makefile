@@ -11,7 +11,7 @@ STAMP := $(VENV)/.facebias-installed
 WORKDIR ?= workdirs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-quick bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist=loadfile -q
+
+# Everything but the tests marked slow (subprocess and end-to-end runs): under 2 minutes.
+test-quick: install
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist=loadfile -q -m "not slow"
 
 bench: install
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)

@@ -53,6 +53,7 @@ def _script(*args):
                         cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_script_end_to_end(data_dir, tmp_path):
   workdir = str(tmp_path / "analysis")
   proc = _script("--config.dataset=facebias_synthetic_faces/tiny_analysis16",
@@ -78,6 +79,7 @@ def test_script_end_to_end(data_dir, tmp_path):
     assert os.path.getsize(path) > 0, path
 
 
+@pytest.mark.slow
 def test_script_rejects_empty_group_spec(tmp_path):
   proc = _script(f"--workdir={tmp_path}", "--config.groups=skin,")
   assert proc.returncode == 1

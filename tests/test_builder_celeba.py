@@ -127,6 +127,7 @@ def test_convert_stock_example_matches_file_path():
   assert record["identity"] == 7 and record["Male"] == 0
 
 
+@pytest.mark.slow
 def test_stock_tfds_celeb_a_is_converted(tmp_path, monkeypatch):
   """A stock ``celeb_a`` prepared (from fixture files) in manual_dir is read and converted."""
   files = bf.write_celeba(str(tmp_path / "files"))

@@ -139,6 +139,7 @@ def test_run_evaluation_config_errors(tmp_path):
                             str(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--run", "--checkpoint"])
 def test_evaluate_script_missing_run_is_clear_error(tmp_path, flag):
   proc = subprocess.run([sys.executable, "-m", "experiments.evaluate",
@@ -264,6 +265,7 @@ def _script(args, env_dir, timeout=400):
                         timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_sweep_and_evaluate_end_to_end(tiny_data_dir, tmp_path):
   sweep_dir = tmp_path / "sweep"
   proc = _script(["experiments.sweep_alpha", "--flagfile=experiments/flags/sweep_alpha_synthetic.flags",

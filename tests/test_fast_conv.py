@@ -51,6 +51,7 @@ def test_lhs_dilated_conv_values_and_gradients_match_lax(x_shape, w_shape, dilat
 
 @pytest.mark.parametrize("kernel,padding", [(3, "SAME"), (5, "SAME"), (3, "VALID"),
                                             (4, ((1, 2), (1, 2)))])
+@pytest.mark.slow
 def test_conv_transpose_layer_matches_nnx(kernel, padding):
   ref = nnx.ConvTranspose(6, 5, (kernel, kernel), strides=(2, 2), padding=padding,
                           rngs=nnx.Rngs(0))
@@ -168,6 +169,7 @@ def test_bad_chunk_is_a_clear_error(monkeypatch):
     conv.conv_fn("fast")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kwargs", TINY_MODELS)
 def test_models_train_identically_with_batch_chunks(name, kwargs, monkeypatch):
   """Loss and every parameter gradient with 5 images in chunks of 2 equal plain XLA's."""

@@ -44,6 +44,7 @@ def _config(data_dir, weights, **model):
   return config
 
 
+@pytest.mark.slow
 def test_first_forward_equals_pytorch(data_dir, torch_net_and_file):
   net, path = torch_net_and_file
   config = _config(data_dir, path, init_head=True)
@@ -63,6 +64,7 @@ def test_first_forward_equals_pytorch(data_dir, torch_net_and_file):
                              net.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
 
 
+@pytest.mark.slow
 def test_fine_tune_from_pth_then_from_a_run(data_dir, torch_net_and_file, tmp_path):
   _, path = torch_net_and_file
   config = _config(data_dir, path)
@@ -102,6 +104,7 @@ def test_options_that_do_not_fit_the_weights_are_clear_errors(data_dir, torch_ne
     init_lib.initialize_from(two, runs.build_model(two))
 
 
+@pytest.mark.slow
 def test_frozen_backbone_trains_only_the_head(data_dir, torch_net_and_file, tmp_path):
   _, path = torch_net_and_file
   config = _config(data_dir, path)

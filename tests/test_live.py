@@ -145,6 +145,7 @@ def test_option_and_input_errors(checkpoint, video, tmp_path):
     live.run(_config(no_ckpt, video=path))
 
 
+@pytest.mark.slow
 def test_script_reports_errors_without_traceback(tmp_path):
   missing = str(tmp_path / "gone.mp4")
   env = dict(os.environ, JAX_PLATFORMS="cpu")

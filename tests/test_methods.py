@@ -44,6 +44,7 @@ def test_group_dro_update_matches_hand_computation():
   np.testing.assert_allclose(counts, [2, 0, 1])
 
 
+@pytest.mark.slow
 def test_group_dro_step_weights_over_two_steps():
   """Two steps of the jitted step with a zero learning rate (fixed weights, so fixed
   per-example losses): q and the loss follow Sagawa et al.'s Algorithm 1 by hand."""
@@ -202,6 +203,7 @@ def test_set_last_layer_makes_the_logit_a_linear_function_of_pre_logits(name, kw
     inference.last_layer(chained)
 
 
+@pytest.mark.slow
 def test_dfr_run_refits_the_base_runs_last_layer(data_dir, tmp_path):
   base_dir = str(tmp_path / "erm")
   base_config = train_testlib.tiny_config("cnn", data_dir, max_steps=6)
@@ -239,6 +241,7 @@ def test_dfr_run_refits_the_base_runs_last_layer(data_dir, tmp_path):
 # ----------------------------------------------------------------------------- JTT
 
 
+@pytest.mark.slow
 def test_jtt_error_set_is_what_stage_one_gets_wrong(data_dir, tmp_path):
   config = train_testlib.tiny_config("cnn", data_dir, method="jtt", max_steps=4,
                                      groups="is_face")

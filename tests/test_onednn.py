@@ -89,6 +89,7 @@ def test_auto_uses_onednn_on_one_cpu_device_and_fast_never():
     assert _ffi_calls(fn, x, w) == calls, impl
 
 
+@pytest.mark.slow
 def test_two_models_with_different_choices_run_their_own_kernels():
   """The choice is the models' own: built and compiled in one process, in either order,
   each keeps its kernels (no process-global switch, no shared jit cache entry)."""
@@ -104,6 +105,7 @@ def test_two_models_with_different_choices_run_their_own_kernels():
   assert rel_err(outputs["xla"], outputs["onednn"]) < RTOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kwargs", TINY_MODELS)
 def test_models_train_identically_on_onednn(name, kwargs):
   """Loss and every parameter gradient on oneDNN equal plain XLA's."""
@@ -129,6 +131,7 @@ def test_missing_headers_name_the_packages_and_the_override(monkeypatch, tmp_pat
     onednn.build()
 
 
+@pytest.mark.slow
 def test_build_reuses_the_cached_library_and_rebuilds_into_a_new_dir(monkeypatch, tmp_path):
   cached = onednn.build()
   stamp = cached.stat().st_mtime_ns

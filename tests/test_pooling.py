@@ -37,6 +37,7 @@ def test_values_and_gradients_match_nnx_max_pool(shape, window, strides, padding
     np.testing.assert_allclose(dx_new, dx_ref, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resnet_gradients_match_under_jit_with_nnx_max_pool(monkeypatch):
   """Inside a jitted ResNet the pool's input is recomputed by XLA in several fusions;
   the gradient must still equal that of nnx.max_pool (it did not when the backward

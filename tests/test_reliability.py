@@ -113,6 +113,7 @@ def _damage(step_dir, how):
       subprocess.run(["rm", "-rf", os.path.join(step_dir, name)], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flip", "truncate", "missing_item", "empty"])
 def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_run_resumes_exactly(
     data_dir, tmp_path, how, caplog):
@@ -137,6 +138,7 @@ def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_run_resumes_exactly(
   _assert_same_state(damaged, reference)  # Resumed from 3: steps 4-9 replayed exactly.
 
 
+@pytest.mark.slow
 def test_no_checkpoint_that_restores_is_a_clear_error(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(_config(data_dir, 6), workdir)
@@ -151,6 +153,7 @@ def test_no_checkpoint_that_restores_is_a_clear_error(data_dir, tmp_path):
 # ----------------------------------------------------------------------------- one run per workdir
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_workdir_is_refused(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   os.makedirs(workdir)
@@ -223,6 +226,7 @@ def test_sigterm_and_ctrl_c_checkpoint_at_the_next_step_and_exit(data_dir, tmp_p
 # ----------------------------------------------------------------------------- config and collapse
 
 
+@pytest.mark.slow
 def test_run_length_is_part_of_the_experiment_when_the_schedule_depends_on_it(data_dir,
                                                                             tmp_path):
   workdir = str(tmp_path / "run")
@@ -237,6 +241,7 @@ def test_run_length_is_part_of_the_experiment_when_the_schedule_depends_on_it(da
   assert loop.train_and_evaluate(constant, str(tmp_path / "constant"))["training"]["steps"] == 6
 
 
+@pytest.mark.slow
 def test_a_collapsed_model_is_reported_as_such(data_dir, tmp_path, caplog):
   workdir = str(tmp_path / "collapsed")
   config = train_testlib.tiny_config("cnn", data_dir, learning_rate=1.0, max_steps=8)
@@ -255,6 +260,7 @@ def test_a_collapsed_model_is_reported_as_such(data_dir, tmp_path, caplog):
 # ----------------------------------------------------------------------------- full disk
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoints(data_dir, tmp_path,
                                                                     monkeypatch, caplog):
   from etils.epath import abstract_path  # pylint: disable=import-outside-toplevel

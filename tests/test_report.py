@@ -96,8 +96,11 @@ def test_compare_runs(tmp_path):
 
 def test_plot_training_curves_tolerates_missing_keys(tmp_path):
   path = tmp_path / "metrics.jsonl"
-  lines = [{"step": s, "train/loss": 1.0 / (s + 1)} for s in range(0, 50, 5)]
-  lines += [{"step": 50, "eval/accuracy": 0.8}, {"step": 55, "note": "x"}]
+  # The keys the loop writes: training records, then a validation record.
+  lines = [{"step": s, "loss": 1.0 / (s + 1), "accuracy": 0.5 + s / 100, "epoch": 0}
+           for s in range(5, 50, 5)]
+  lines += [{"step": 50, "val_accuracy": 0.8, "val_loss": 0.4,
+             "val_group_accuracy": {"a": 0.7, "b": 0.9}}, {"step": 55, "note": "x"}]
   path.write_text("\n".join(json.dumps(l) for l in lines) + "\n{\"step\": 60, \"train/lo")
   out = plots.plot_training_curves(str(tmp_path), str(tmp_path / "curves.png"))
   assert _png_ok(out)

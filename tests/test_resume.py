@@ -56,6 +56,7 @@ def _final_state(workdir):
     ckpt.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", train_testlib.RESUME_RUNS)
 def test_sigkill_and_resume_matches_uninterrupted_run(kind, tmp_path):
   data_dir = str(tmp_path / "tfds")

@@ -35,6 +35,7 @@ def _records(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_selected_step_is_the_best_validation_and_is_kept(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   report = loop.train_and_evaluate(_config(data_dir, learning_rate=3e-3), workdir)
@@ -104,9 +105,12 @@ def test_no_validation_split_is_a_clear_error(tmp_path):
   config.data.name = "facebias_synthetic_faces/tiny_noval"
   with pytest.raises(ValueError, match="(?s)has no split 'validation'.*select_by='last'"):
     loop.train_and_evaluate(config, str(tmp_path / "run"))
-  assert not os.path.exists(tmp_path / "run")  # Nothing written that blocks a rerun.
+  # Nothing written that blocks a rerun: no config.json, no checkpoint (the folder
+  # itself and its lock file are created up front).
+  assert sorted(os.listdir(tmp_path / "run")) == [".lock"]
 
 
+@pytest.mark.slow
 def test_progress_lines_without_a_terminal(data_dir, tmp_path, capsys):
   loop.train_and_evaluate(_config(data_dir, max_steps=4, log_every_steps=2),
                           str(tmp_path / "lines"))

@@ -5,10 +5,10 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import safetensors.numpy
+import torch  # The test extra: its absence is a failure, not a skip.
 
-torch = pytest.importorskip("torch")
-
-import torch_reference as tr  # pylint: disable=wrong-import-position
+import torch_reference as tr
 
 from facebias_jax.models.torch_import import (  # pylint: disable=wrong-import-position
     from_torchvision, load_state_dict)
@@ -65,7 +65,7 @@ def test_stacked_head_and_dataparallel_prefix(reference, x):
 
 
 def test_pth_and_safetensors_files(reference, x, tmp_path):
-  safetensors_numpy = pytest.importorskip("safetensors.numpy")
+  safetensors_numpy = safetensors.numpy
   net, expected = reference
   pth = tmp_path / "resnet18.pth"
   torch.save(net.state_dict(), pth)
@@ -89,6 +89,7 @@ def test_reinit_head_keeps_backbone(reference, x):
     from_torchvision(net.state_dict(), num_classes=1)
 
 
+@pytest.mark.slow
 def test_bottleneck_resnet50_matches_torch(x):
   torch.manual_seed(2)
   net = tr.resnet50(num_classes=3, width=0.125)

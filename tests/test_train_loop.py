@@ -24,6 +24,7 @@ def data_dir(tmp_path_factory):
   return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,kind", [("standard_cnn", "classifier"), ("dbvae", "dbvae")])
 def test_train_step_shapes_finiteness_and_updates(name, kind):
   kwargs = dict(filters=2, hidden_dim=8, image_size=16)
@@ -61,6 +62,7 @@ def test_train_step_shapes_finiteness_and_updates(name, kind):
     assert mu.shape == (4, 4)
 
 
+@pytest.mark.slow
 def test_classifier_run_writes_outputs_and_load_model(data_dir, tmp_path):
   workdir = str(tmp_path / "cnn")
   config = train_testlib.tiny_config("cnn", data_dir)
@@ -87,12 +89,16 @@ def test_classifier_run_writes_outputs_and_load_model(data_dir, tmp_path):
   config.train.learning_rate = 1e-2
   with pytest.raises(runs.ConfigMismatchError, match="train.learning_rate"):
     loop.train_and_evaluate(config, workdir)
-  # Bookkeeping fields may change.
+  # Bookkeeping fields may change: accepted, and the new values are what config.json says.
   config.train.learning_rate = 5e-4
   config.train.log_every_steps = 3
+  assert runs.config_changes(config, workdir) == (
+      [], ["train.log_every_steps: saved 2 vs now 3"])
   runs.check_or_write_config(config, workdir)
+  assert runs.read_config(workdir).train.log_every_steps == 3
 
 
+@pytest.mark.slow
 def test_dbvae_run_with_debiased_sampling(data_dir, tmp_path):
   workdir = str(tmp_path / "dbvae")
   config = train_testlib.tiny_config("dbvae", data_dir)
@@ -112,6 +118,7 @@ def test_dbvae_run_with_debiased_sampling(data_dir, tmp_path):
   assert aux["mu"].shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
   workdir = str(tmp_path / "nan")
   config = train_testlib.tiny_config("cnn", data_dir, checkpoint_every_steps=1,

@@ -56,6 +56,7 @@ def _run(script, flagfile, workdir, data_dir, *extra):
     ("train_classifier", "experiments/flags/cnn_synthetic.flags", ()),
     ("train_dbvae", "experiments/flags/dbvae_synthetic.flags", ("--config.model.latent_dim=4",)),
 ])
+@pytest.mark.slow
 def test_script_end_to_end(script, flagfile, extra, data_dir, tmp_path):
   workdir = str(tmp_path / script)
   result = _run(script, flagfile, workdir, data_dir, *extra)
@@ -68,6 +69,7 @@ def test_script_end_to_end(script, flagfile, extra, data_dir, tmp_path):
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "3"))
 
 
+@pytest.mark.slow
 def test_bad_flag_value_is_a_clear_error(data_dir, tmp_path):
   result = _run("train_classifier", "experiments/flags/cnn_synthetic.flags",
                 str(tmp_path / "bad"), data_dir, "--config.train.method=sometimes")

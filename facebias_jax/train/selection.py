@@ -50,7 +50,7 @@ def validation_record(result: Mapping[str, Any], loss: float) -> dict[str, Any]:
             "val_worst_group": fairness["worst_group"],
             "val_mean_group_accuracy": fairness["mean_group_accuracy"],
             "val_group_accuracy": {g: b["accuracy"] for g, b in result["groups"].items()},
-            "val_constant_prediction": result["settings"].get("constant_prediction")}
+            "val_constant_prediction": result.get("settings", {}).get("constant_prediction")}
   return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
 
 
