@@ -71,7 +71,7 @@ def _frames() -> dict[int, np.ndarray]:
     frame = background.copy()
     x, y = POSITIONS[0]
     frame[y:y + FACE_PX, x:x + FACE_PX] = cv2.resize(face, (FACE_PX, FACE_PX))[..., ::-1]
-    if len(faces.detect_faces(frame)) == 1:
+    if len(faces.detect_faces(frame, detector="haar")) == 1:
       chosen.append(face)
     if len(chosen) == len(POSITIONS):
       break
@@ -80,7 +80,7 @@ def _frames() -> dict[int, np.ndarray]:
     frame = background.copy()
     for face, (x, y) in zip(chosen[:count], POSITIONS):
       frame[y:y + FACE_PX, x:x + FACE_PX] = cv2.resize(face, (FACE_PX, FACE_PX))[..., ::-1]
-    found = len(faces.detect_faces(frame))
+    found = len(faces.detect_faces(frame, detector="haar"))
     if found != count:
       raise RuntimeError(f"the cascade found {found} faces in the {count}-face frame")
     frames[count] = frame

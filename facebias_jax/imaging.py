@@ -7,7 +7,10 @@ DESIGN.md):
 * :func:`normalize_images` / :func:`to_uint8_images`: the model input normalisations
   (``NORMALIZATIONS``) and their inverse for display;
 * :func:`tile_grid`: labelled tiles in one picture;
-* :func:`save_image` / :func:`load_image`, :func:`slug` (a file-safe name).
+* :func:`save_image` / :func:`load_image`, :func:`slug` (a file-safe name);
+* :func:`list_images` (a folder tree's image files) and the crops every reader of
+  arbitrary photographs uses: :func:`center_square_box`, :func:`crop_resize`,
+  :func:`resize`.
 
 Images are RGB ``uint8`` arrays ``[H, W, 3]`` everywhere in the library; OpenCV's
 BGR order is confined to this module and the demo.
@@ -21,11 +24,15 @@ import re
 from typing import Sequence
 
 import cv2
+from etils import epath
 import numpy as np
 
 NORMALIZATIONS = ("unit", "imagenet")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive.
 
 
 def _check_normalization(normalize: str) -> None:
@@ -90,11 +97,12 @@ def tile_grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] |
   h, w = images.shape[1:3]
   ncols = ncols or int(math.ceil(math.sqrt(n)))
   nrows = int(math.ceil(n / ncols))
-  caption_h = 0
   font_scale = _caption_scale(labels, w) if labels is not None else 0.0
-  if labels is not None:
-    (_, text_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-    caption_h = text_h + baseline + 4
+  lines = [wrap_text(str(t), w, font_scale) for t in labels] if labels is not None else []
+  (_, text_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, max(font_scale, 0.3), 1)
+  line_h = text_h + baseline + 2
+  # The strip is as tall as the longest caption needs: text is wrapped, never cut.
+  caption_h = max((len(t) for t in lines), default=0) * line_h + (2 if lines else 0)
   cell_h, cell_w = h + caption_h, w
   grid = np.full((nrows * cell_h + (nrows + 1) * pad, ncols * cell_w + (ncols + 1) * pad, 3),
                  background, np.uint8)
@@ -102,8 +110,8 @@ def tile_grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] |
     r, c = divmod(i, ncols)
     y0, x0 = pad + r * (cell_h + pad), pad + c * (cell_w + pad)
     grid[y0:y0 + h, x0:x0 + w] = images[i]
-    if labels is not None:
-      cv2.putText(grid, _fit_text(str(labels[i]), w, font_scale), (x0 + 1, y0 + h + caption_h - 4),
+    for k, text in enumerate(lines[i] if lines else []):
+      cv2.putText(grid, text, (x0 + 1, y0 + h + (k + 1) * line_h - baseline),
                   cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
   return grid
 
@@ -116,14 +124,28 @@ def _caption_scale(labels: Sequence[str], width: int, *, largest: float = 0.6,
   return float(min(largest, max(smallest, fit)))
 
 
-def _fit_text(text: str, width: int, font_scale: float) -> str:
-  """Shortens ``text`` with an ellipsis until it fits ``width`` pixels."""
-  while text:
-    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-    if tw <= width - 2:
-      return text
-    text = text[:-2] + "~" if len(text) > 2 else ""
-  return text
+def _text_width(text: str, font_scale: float) -> int:
+  return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
+
+
+def wrap_text(text: str, width: int, font_scale: float) -> list[str]:
+  """``text`` as lines that each fit ``width`` pixels: broken at spaces, and inside
+  words that alone are too wide. Nothing is dropped (``"".join`` of the lines, spaces
+  aside, is the text)."""
+  lines: list[str] = []
+  for word in text.split(" "):
+    candidate = f"{lines[-1]} {word}" if lines else word
+    if lines and _text_width(candidate, font_scale) <= width - 2:
+      lines[-1] = candidate
+      continue
+    while word and _text_width(word, font_scale) > width - 2:
+      cut = len(word) - 1
+      while cut > 1 and _text_width(word[:cut], font_scale) > width - 2:
+        cut -= 1
+      lines.append(word[:cut])
+      word = word[cut:]
+    lines.append(word)
+  return [line for line in lines if line] or [""]
 
 
 def save_image(path: str, image_rgb: np.ndarray, *, jpeg_quality: int = 95) -> str:
@@ -154,6 +176,58 @@ def load_image(path: str) -> np.ndarray:
   if bgr is None:
     raise ValueError(f"{path} is not a readable image (corrupt or unsupported format)")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# ------------------------------------------------------------------------ files and crops
+
+
+def list_images(root: os.PathLike | str, *, recursive: bool = True) -> list[epath.Path]:
+  """Image files (JPEG/PNG, any case) under ``root``, sorted, hidden files excluded."""
+  # An explicit walk: epath's rglob refuses "**" on some backends.
+  found, folders = [], [epath.Path(root)]
+  while folders:
+    for path in folders.pop().iterdir():
+      if path.name.startswith("."):
+        continue
+      if path.is_dir():
+        if recursive:
+          folders.append(path)
+      elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        found.append(path)
+  return sorted(found)
+
+
+def center_square_box(height: int, width: int) -> Box:
+  """The largest centred square inside an image."""
+  side = min(height, width)
+  y0, x0 = (height - side) // 2, (width - side) // 2
+  return x0, y0, x0 + side, y0 + side
+
+
+def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
+  """Crops ``box`` (padding with black where it leaves the image) and resizes to size².
+
+  Uses area interpolation when shrinking (no aliasing) and bilinear when enlarging.
+  """
+  x0, y0, x1, y1 = (int(round(v)) for v in box)
+  h, w = image.shape[:2]
+  pad = max(0, -x0, -y0, x1 - w, y1 - h)
+  if pad:
+    image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+  crop = image[y0:y1, x0:x1]
+  return resize(crop, (size, size))
+
+
+def resize(image: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+  """Resizes to ``(height, width)``; area interpolation down, bilinear up."""
+  h, w = image.shape[:2]
+  if (h, w) == tuple(shape_hw):
+    return np.ascontiguousarray(image)
+  shrink = shape_hw[0] * shape_hw[1] < h * w
+  return cv2.resize(image, (shape_hw[1], shape_hw[0]),
+                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
 
 
 # ----------------------------------------------------------------------------- skin tone

@@ -7,3 +7,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # TFDS must never try the network in tests; builders read only from disk.
 os.environ.setdefault("TFDS_DISABLE_GCS", "1")
+
+
+import pytest  # noqa: E402  (after the environment above)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+  """A tiny untrained sex-classifier run (``demo_fixtures.tiny_checkpoint``), per module."""
+  import demo_fixtures  # pylint: disable=g-import-not-at-top  (imports jax: after the env)
+  return demo_fixtures.tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt")))

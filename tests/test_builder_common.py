@@ -1,5 +1,7 @@
 """Tests of the shared builder helpers: errors, annotation readers, images, face crops."""
 
+import functools
+
 import cv2
 import numpy as np
 import pytest
@@ -101,8 +103,10 @@ def test_face_crop_uses_detector_and_falls_back():
   assert found and crop.min() == 200
   crop, found = image_io.face_crop(image, 8, detector=lambda im: None)
   assert not found and crop.shape == (8, 8, 3)
-  # The real Haar cascade loads and finds nothing in a blank image.
-  assert faces.detect_largest_face(np.full((64, 64, 3), 128, np.uint8)) is None
+  # The real detectors load and find nothing in a blank image.
+  for detector in faces.DETECTORS:
+    assert faces.detect_largest_face(np.full((64, 64, 3), 128, np.uint8),
+                                     detector=detector) is None
 
 
 def test_hash_split_is_deterministic_and_proportional():
@@ -112,17 +116,19 @@ def test_hash_split_is_deterministic_and_proportional():
   assert 0.75 < splits.count("train") / 2000 < 0.85
 
 
-def test_haar_cascade_finds_synthetic_faces():
-  """The real detector on procedurally drawn faces: boxes land on the face mask."""
+@pytest.mark.parametrize("detector", ["haar", "cnn"])
+def test_detectors_find_synthetic_faces(detector):
+  """The real detectors on procedurally drawn faces: boxes land on the face mask."""
   from facebias_jax.data import synthetic  # pylint: disable=g-import-not-at-top
-  data = synthetic.generate(4, seed=0, image_size=96, task="sex")
+  data = synthetic.generate(4, seed=0, image_size=256, task="sex")
   found = 0
   for image, mask in zip(data["image"], data["mask"]):
-    box = faces.detect_largest_face(image)
+    box = faces.detect_largest_face(image, detector=detector)
     if box is not None:
       found += 1
       x0, y0, x1, y1 = box
       assert mask[y0:y1, x0:x1].mean() > 2 * mask.mean()  # Mostly face inside the box.
-      crop, ok = image_io.face_crop(image, 32)
+      crop, ok = image_io.face_crop(image, 32, detector=functools.partial(
+          faces.detect_largest_face, detector=detector))
       assert ok and crop.shape == (32, 32, 3)
   assert found >= 1

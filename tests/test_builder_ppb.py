@@ -4,9 +4,13 @@ import numpy as np
 from etils import epath
 import pytest
 
+from facebias_jax import imaging, runs
+from facebias_jax.data import sources, synthetic
 from facebias_jax.data.builders import errors
 from facebias_jax.data.builders.ppb import ppb
+from facebias_jax.eval import evaluate, report
 import builder_fixtures as bf
+import demo_fixtures as df
 
 
 @pytest.mark.parametrize("ending,nested", [("\r", False), ("\r\n", True)])
@@ -57,3 +61,28 @@ def test_metadata_errors_name_file_and_line(tmp_path):
   path.unlink()
   with pytest.raises(FileNotFoundError, match="PPB-2017-metadata.csv"):
     bf.prepare(ppb.FacebiasPpb, "cropped_32", str(tmp_path / "data"), manual)
+
+
+def test_reports_show_the_detection_rate_per_group(tmp_path):
+  """Two lighter portraits the detector finds, two darker images it cannot: the report says
+  so per group, with the accuracy on detected faces apart."""
+  manual = bf.write_ppb(str(tmp_path / "manual"))
+  portraits = synthetic.generate(2, seed=0, image_size=256, task="sex")["image"]
+  for name, image in zip(("0001.jpg", "0003.jpg"), portraits):  # Rows 1 and 3: lighter.
+    imaging.save_image(str(tmp_path / "manual" / "imgs" / name), image)
+  bf.prepare(ppb.FacebiasPpb, "cropped_32", str(tmp_path / "data"), manual)
+  source = sources.load_source("facebias_ppb/cropped_32", split="test",
+                               data_dir=str(tmp_path / "data"))
+  model, _ = runs.load_model(df.tiny_checkpoint(str(tmp_path / "run")))
+  result = evaluate.evaluate_model(model, source, group_spec="skin", batch_size=4,
+                                   image_size=32, normalize="unit", n_boot=20)
+  detection = result["face_detection"]
+  assert detection["overall"]["found"] == 2 and detection["overall"]["excluded"] == 2
+  assert detection["groups"]["lighter"]["rate"] == 1.0
+  assert detection["groups"]["darker"]["rate"] == 0.0
+  assert detection["groups"]["darker"]["accuracy_found"] is None
+  assert detection["groups"]["lighter"]["accuracy_found"] == \
+      detection["groups"]["lighter"]["accuracy_all"]
+  text = report.metrics_markdown(result)
+  assert "## Face detection" in text and "found 2 of 4 faces" in text
+  assert "| darker | 2 | 0 |" in text

@@ -82,6 +82,22 @@ def test_group_mean_grid_shares_one_scale():
   np.testing.assert_array_equal(
       grid, imaging.tile_grid(tiles, ["darker_female (n=3)", "lighter_male (n=5)"], ncols=2))
   own = cam.group_mean_grid(means, shared_scale=False, ncols=2)
-  assert own.shape == grid.shape and not np.array_equal(own, grid)
+  # Its captions are shorter (no counts), so its strip is too; the tiles differ.
+  assert own.shape[1] == grid.shape[1] and not np.array_equal(own[:10], grid[:10])
   face = np.full((8, 8, 3), 90, np.uint8)
   assert cam.group_mean_grid(means, background=face).dtype == np.uint8
+
+
+def test_captions_wrap_and_the_strip_grows_instead_of_cutting():
+  images = np.zeros((2, 32, 32, 3), np.uint8)
+  short = imaging.tile_grid(images, ["a", "b"], ncols=2)
+  long = imaging.tile_grid(images, ["female 0.93", "a"], ncols=2)  # Too wide for 32 px.
+  assert long.shape[1] == short.shape[1] and long.shape[0] > short.shape[0]
+  assert imaging.wrap_text("female 0.93", 40, 0.3) == ["female", "0.93"]
+  for text in ("2.0e-05", "darker_female_young", "x"):
+    lines = imaging.wrap_text(text, 30, 0.3)
+    assert "".join(lines) == text  # Nothing dropped, no "~".
+    assert all(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.3, 1)[0][0] <= 28 for t in lines)
+  # The text is drawn: the strip under the first tile is no longer blank.
+  strip = long[2 + 32:, 2:34]
+  assert (strip < 128).any()

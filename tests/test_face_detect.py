@@ -1,10 +1,16 @@
-"""Tests of facebias_jax.demo.face_detect (OpenCV Haar cascade)."""
+"""Tests of facebias_jax.demo.face_detect: the Haar cascade (the demo's detector), dlib's
+HOG and CNN detectors, and their errors."""
+
+import functools
 
 import numpy as np
 import pytest
 
 import demo_fixtures as df
 from facebias_jax.demo import face_detect
+
+
+_haar = functools.partial(face_detect.detect_faces, detector="haar")
 
 
 def _bgr(frame_rgb):
@@ -15,7 +21,7 @@ def test_detects_synthetic_faces_inside_pasted_region():
   faces = df.detectable_faces()
   assert faces.shape == (3, 128, 128, 3)
   frame = df.paste(df.blank_frame(), faces[0], 100, 40, df.FACE_SIZE)
-  boxes = face_detect.detect_faces(_bgr(frame))
+  boxes = _haar(_bgr(frame))
   assert len(boxes) == 1
   x, y, w, h = boxes[0]
   assert all(isinstance(v, int) for v in boxes[0])
@@ -30,32 +36,32 @@ def test_several_faces_largest_first_and_max_faces():
   frame = df.blank_frame((300, 480))
   df.paste(frame, faces[1], 10, 80, 100)
   df.paste(frame, faces[0], 200, 20, 220)
-  boxes = face_detect.detect_faces(_bgr(frame))
+  boxes = _haar(_bgr(frame))
   assert len(boxes) == 2
   assert boxes[0][0] >= 200 and boxes[1][0] < 110  # the 220 px face comes first
   assert boxes[0][2] * boxes[0][3] > boxes[1][2] * boxes[1][3]
-  assert face_detect.detect_faces(_bgr(frame), max_faces=1) == boxes[:1]
+  assert _haar(_bgr(frame), max_faces=1) == boxes[:1]
   # A max_size below the large face's box keeps only the small face.
-  small_only = face_detect.detect_faces(_bgr(frame), max_size=(boxes[0][2] - 10,) * 2)
+  small_only = _haar(_bgr(frame), max_size=(boxes[0][2] - 10,) * 2)
   assert len(small_only) == 1 and small_only[0][0] < 110
 
 
 def test_max_side_detects_on_a_shrunk_copy_in_input_pixels():
   frame = df.paste(df.blank_frame((480, 640)), df.detectable_faces()[0], 200, 100, 300)
-  full = face_detect.detect_faces(_bgr(frame))
-  small = face_detect.detect_faces(_bgr(frame), max_side=320)
+  full = _haar(_bgr(frame))
+  small = _haar(_bgr(frame), max_side=320)
   assert len(full) == 1 and len(small) == 1
   # Same face, in the input's pixel coordinates (up to the coarser pyramid).
   np.testing.assert_allclose(small[0], full[0], atol=0.15 * full[0][2])
   with pytest.raises(ValueError, match="max_side"):
-    face_detect.detect_faces(_bgr(frame), max_side=10)
+    _haar(_bgr(frame), max_side=10)
 
 
 def test_grey_input_and_blank_frame():
   frame = df.paste(df.blank_frame(), df.detectable_faces()[0], 60, 40, df.FACE_SIZE)
   grey = _bgr(frame).mean(axis=-1).astype(np.uint8)
-  assert len(face_detect.detect_faces(grey)) == 1
-  assert face_detect.detect_faces(_bgr(df.blank_frame())) == []
+  assert len(_haar(grey)) == 1
+  assert _haar(_bgr(df.blank_frame())) == []
 
 
 def test_sort_boxes_orders_by_area_then_position():
@@ -77,3 +83,36 @@ def test_bad_inputs_raise_clear_errors():
     face_detect.detect_faces(np.zeros((20, 20, 3), np.uint8), scale_factor=1.0)
   with pytest.raises(FileNotFoundError, match="haarcascade_frontalface_default.xml"):
     face_detect.cascade_path("no_such_cascade.xml")
+
+
+@pytest.mark.parametrize("detector", ["cnn", "hog"])
+def test_dlib_detectors_find_the_face_and_not_a_blank_frame(detector):
+  # dlib's detectors want faces of ~40 px and more: the head is ~45% of the image.
+  frame = df.paste(df.blank_frame((300, 400)), df.detectable_faces()[0], 100, 40, 240)
+  boxes = face_detect.detect_faces(_bgr(frame), detector=detector)
+  assert len(boxes) == 1
+  x, y, w, h = boxes[0]
+  assert 100 <= x + w / 2 <= 340 and 40 <= y + h / 2 <= 280
+  assert face_detect.detect_faces(_bgr(df.blank_frame()), detector=detector) == []
+  grey = _bgr(frame).mean(axis=-1).astype(np.uint8)
+  assert len(face_detect.detect_faces(grey, detector=detector)) == 1
+
+
+def test_cnn_detects_on_a_shrunk_copy_and_maps_boxes_back():
+  frame = df.paste(df.blank_frame((480, 640)), df.detectable_faces()[0], 200, 100, 300)
+  boxes = face_detect.detect_faces(_bgr(frame), detector="cnn")  # Shrunk to 384 px.
+  assert len(boxes) == 1
+  x, y, w, h = boxes[0]
+  # The face is ~135 px wide in the frame, ~80 px on the 384 px copy.
+  assert 200 <= x + w / 2 <= 500 and 100 <= y + h / 2 <= 400 and w > 110
+
+
+def test_unknown_detector_and_bad_upsample():
+  with pytest.raises(ValueError, match="Unknown face detector 'mtcnn'; use one of cnn, hog, haar"):
+    face_detect.detect_faces(np.zeros((20, 20, 3), np.uint8), detector="mtcnn")
+  with pytest.raises(ValueError, match="upsample"):
+    face_detect.detect_faces(np.zeros((20, 20, 3), np.uint8), detector="hog", upsample=-1)
+
+
+def test_cnn_weights_come_from_the_installed_package():
+  assert face_detect.cnn_weights_path().endswith("mmod_human_face_detector.dat")

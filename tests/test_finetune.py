@@ -1,6 +1,5 @@
 """Training from torchvision weights or another run's checkpoint (config.model.init_from)."""
 
-import os
 
 import jax.numpy as jnp
 import numpy as np

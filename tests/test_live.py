@@ -28,11 +28,6 @@ def _config(run, **fields):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-  return df.tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt")))
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory):
   frames, regions = df.face_frames(NUM_FRAMES)
   path = df.write_video(str(tmp_path_factory.mktemp("video") / "faces.avi"), frames, fps=12.0)
@@ -80,6 +75,28 @@ def test_image_input_and_output(checkpoint, tmp_path):
   annotated = imaging.load_image(out)
   assert annotated.shape == frames[0].shape
   assert np.abs(annotated.astype(int) - frames[0]).mean() > 5.0
+
+
+def test_image_folder_whole_image_and_a_corrupt_file(checkpoint, tmp_path):
+  frames, _ = df.face_frames(2)
+  folder = tmp_path / "faces"
+  imaging.save_image(str(folder / "a.png"), frames[0])
+  imaging.save_image(str(folder / "sub" / "b.jpg"), frames[1])
+  (folder / "broken.png").write_bytes(b"not an image")
+  out = str(tmp_path / "annotated")
+  seen = []
+  summary = live.run(_config(checkpoint, image=str(folder), output=out, whole_image=True),
+                     on_frame=lambda frame, result: seen.append(result))
+  assert summary["frames"] == 2 and summary["faces"] == 2
+  assert summary["skipped"] == [("broken.png", "OpenCV cannot decode it")]
+  h, w = frames[0].shape[:2]
+  side = min(h, w)  # Whole image: the centre square, no detection.
+  assert seen[0].regions == [((w - side) // 2, (h - side) // 2, (w - side) // 2 + side,
+                              (h - side) // 2 + side)]
+  assert os.path.isfile(os.path.join(out, "a.png"))
+  assert imaging.load_image(os.path.join(out, "sub", "b.jpg")).shape == frames[1].shape
+  with pytest.raises(ValueError, match="give an output folder"):
+    live.run(_config(checkpoint, image=str(folder), output=str(tmp_path / "x.png")))
 
 
 def test_face_classifier_batches_match_single_faces(checkpoint):

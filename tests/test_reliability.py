@@ -5,7 +5,6 @@ schedule whose length changes on resume."""
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import time

@@ -1,7 +1,10 @@
 """Tests for the synthetic biased-faces benchmark (facebias_jax.data.synthetic)."""
 
+import hashlib
+
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from facebias_jax.data import groups, synthetic
 
@@ -43,12 +46,13 @@ def test_examples_render_independently_of_order(small):
   knobs = synthetic.validate_knobs()
   plan = synthetic._plan(48, 3, "faces_vs_nonfaces", knobs)
   for i in (47, 0, 21):
-    image, mask, attrs = synthetic.render_example(
+    image, mask, attrs, hair = synthetic.render_example(
         3, i, image_size=32, is_face=bool(plan["is_face"][i]), darker=bool(plan["darker"][i]),
         male=bool(plan["male"][i]), young=bool(plan["young"][i]),
         nonface_darker_fraction=knobs["nonface_darker_fraction"])
     np.testing.assert_array_equal(image, small["image"][i])
     np.testing.assert_array_equal(mask, small["mask"][i])
+    np.testing.assert_array_equal(hair, small["hair_mask"][i])
     assert attrs["Male"] == small["attributes"]["Male"][i]
 
 
@@ -170,3 +174,63 @@ def test_sample_grid(tmp_path):
   assert image.dtype == np.uint8 and image.shape[1] > 3 * 16
   with pytest.raises(ValueError, match="per_group"):
     synthetic.sample_grid(per_group=2)
+
+
+# sha256 of generate(16, seed=0, task="sex", image_size=32)["image"], recorded before the
+# sex_ambiguity knob existed: level 0 must keep these pixels exactly.
+_SEX_32_DIGEST = "31b9b0bb2a096a3ae3457d1471f27725914dc1f57011f5467564542c3b11662d"
+
+
+def test_sex_ambiguity_zero_keeps_todays_pixels():
+  for knobs in ({}, {"sex_ambiguity": 0.0}):
+    images = synthetic.generate(16, seed=0, task="sex", image_size=32, **knobs)["image"]
+    assert hashlib.sha256(images.tobytes()).hexdigest() == _SEX_32_DIGEST
+
+
+def test_sex_ambiguity_changes_only_the_sex_cues():
+  base = synthetic.generate(64, seed=4, task="sex", image_size=32, balanced=True)
+  blurred = synthetic.generate(64, seed=4, task="sex", image_size=32, balanced=True,
+                               sex_ambiguity=1.0)
+  np.testing.assert_array_equal(base["label"], blurred["label"])  # Sex itself is kept.
+  for name in ("skin_type", "Young", "Eyeglasses", "Smiling", "Wearing_Hat"):
+    np.testing.assert_array_equal(base["attributes"][name], blurred["attributes"][name])
+
+
+def test_sex_ambiguity_one_makes_the_cues_independent_of_sex():
+  data = synthetic.generate(2000, seed=6, task="sex", image_size=16, balanced=True,
+                            sex_ambiguity=1.0)
+  attrs, male = data["attributes"], data["attributes"]["Male"] == 1
+  for name in ("Wearing_Lipstick", "No_Beard", "Bald", "Wearing_Earrings"):
+    gap = abs(attrs[name][male].mean() - attrs[name][~male].mean())
+    assert gap < 0.06, (name, gap)  # At level 0 lipstick alone differs by ~0.45.
+
+
+def test_a_sex_classifier_drops_to_chance_at_full_ambiguity():
+  # A pixel logistic regression trained at level 0 (measured: 0.70 at level 0, 0.62 at
+  # 0.5 and 0.51 at 1 on these seeds).
+  train = synthetic.generate(3000, seed=1, task="sex", image_size=32, balanced=True)
+  flat = lambda d: d["image"].reshape(len(d["image"]), -1) / 255.0
+  clf = LogisticRegression(C=0.01, max_iter=500).fit(flat(train), train["label"])
+  accuracy = {}
+  for level in (0.0, 0.5, 1.0):
+    test = synthetic.generate(1000, seed=2, task="sex", image_size=32, balanced=True,
+                              sex_ambiguity=level)
+    accuracy[level] = clf.score(flat(test), test["label"])
+  assert accuracy[0.0] > 0.65 and accuracy[0.0] > accuracy[0.5] > accuracy[1.0]
+  assert abs(accuracy[1.0] - 0.5) < 0.05, accuracy
+
+
+def test_hair_mask_covers_hair_and_not_the_face():
+  data = synthetic.generate(40, seed=8, task="sex", image_size=64)
+  attrs = data["attributes"]
+  assert not (data["hair_mask"] & data["mask"]).any()  # Disjoint from the face skin.
+  for i in range(40):
+    hair = data["hair_mask"][i]
+    if attrs["Bald"][i] == 0 and attrs["Wearing_Hat"][i] == 0:
+      assert hair.sum() > 50, i  # Visible hair on every non-bald, hatless head.
+      # Hair pixels are darker or lighter than skin alike: their mean colour differs
+      # from the face skin's.
+      image = data["image"][i].astype(float)
+      assert np.abs(image[hair].mean(0) - image[data["mask"][i]].mean(0)).max() > 5
+  nonfaces = synthetic.generate(8, seed=1, image_size=32, face_fraction=0.0)
+  assert not nonfaces["hair_mask"].any()

@@ -16,15 +16,19 @@ Fields: ``run`` (``--run``/``--checkpoint``), ``step``; the input and ``output``
 cropping: the models saw whole heads), ``max_faces`` (largest faces per frame),
 ``alpha`` (heatmap weight), ``class_names`` (comma-separated; default from the run),
 ``max_frames`` (0 = until the input ends or ``q``), ``warmup`` (compile every batch
-size before the first frame); ``detector``: the Haar cascade's ``scale_factor``,
-``min_neighbors``, ``min_face_size`` and ``max_side`` (detect on the frame shrunk to
-this longer side, 0 = full size: faster, misses small faces).
+size before the first frame); ``whole_image`` (classify the whole frame, centre-cropped
+to a square, without detecting faces: for inputs that are face crops already);
+``detector``: ``name`` (``haar``, the default here for its frame rate, or ``cnn`` /
+``hog``: better recall, ``docs/face_detection.md``), the Haar cascade's
+``scale_factor`` and ``min_neighbors``, ``min_face_size`` and ``max_side`` (detect on
+the frame shrunk to this longer side, 0 = full size: faster, misses small faces).
 """
 
 import ml_collections
 
 from experiments.configs.common import add_run_fields, optional
 from facebias_jax import faces
+from facebias_jax.demo import live
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -42,8 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.class_names = optional(str)
   config.max_frames = 0
   config.warmup = True
+  config.whole_image = False
 
   config.detector = ml_collections.ConfigDict()
+  config.detector.name = live.LIVE_DETECTOR
   config.detector.scale_factor = faces.DEFAULT_SCALE_FACTOR
   config.detector.min_neighbors = faces.DEFAULT_MIN_NEIGHBORS
   config.detector.min_face_size = faces.DEFAULT_MIN_SIZE[0]

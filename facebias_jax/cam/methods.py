@@ -95,6 +95,15 @@ def target_probabilities(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarr
   return jnp.take_along_axis(probs, targets[:, None].astype(jnp.int32), axis=-1)[:, 0]
 
 
+def class_probabilities(logits: jnp.ndarray) -> jnp.ndarray:
+  """``[B, C]`` probability of every class: ``[1 - p, p]`` for one logit, else softmax."""
+  logits = logits.astype(jnp.float32)
+  if logits.shape[-1] == 1:
+    p = jax.nn.sigmoid(logits)
+    return jnp.concatenate([1.0 - p, p], axis=-1)
+  return jax.nn.softmax(logits, axis=-1)
+
+
 # ----------------------------------------------------------------- map definitions
 
 

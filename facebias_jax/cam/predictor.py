@@ -27,7 +27,8 @@ from facebias_jax.cam import compute, methods
 
 def _predict_maps(model, images, targets, *, method: str):
   maps, logits, used = methods.maps_from_model(model, images, targets, method=method)
-  return used, methods.target_probabilities(logits, used), maps
+  return (used, methods.target_probabilities(logits, used), maps,
+          methods.class_probabilities(logits))
 
 
 def resolve_method(model: Any, method: str) -> str:
@@ -49,8 +50,9 @@ def resolve_method(model: Any, method: str) -> str:
 
 
 def make_predictor(model: Any, method: str = "cam", *, target: int | None = None
-                   ) -> Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """A function ``images -> (class, probability, maps)`` compiled once per batch shape.
+                   ) -> Callable[[Any], tuple[np.ndarray, ...]]:
+  """A function ``images -> (class, probability, maps, probabilities)`` compiled once per
+  batch shape.
 
   The model is split once here (not per call) and run as an eval-mode copy
   (``models.eval_fn``).
@@ -62,17 +64,19 @@ def make_predictor(model: Any, method: str = "cam", *, target: int | None = None
 
   Returns:
     ``predict(images float32 [B, H, W, 3]) -> (class int32 [B], probability of that
-    class float32 [B], maps float32 [B, H, W])`` as numpy arrays; ``predict.method``
-    is the resolved method.
+    class float32 [B], maps float32 [B, H, W], probability of every class float32
+    [B, C])`` as numpy arrays (``C`` = 2 for a one-logit model); ``predict.method`` is
+    the resolved method.
   """
   method = resolve_method(model, method)
   run = models.eval_fn(model, _predict_maps, method=method)
 
-  def predict(images: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def predict(images: Any) -> tuple[np.ndarray, ...]:
     images = compute.as_model_images(images)
     targets = compute.as_targets(target, len(images))
-    cls, prob, maps = jax.device_get(run(jnp.asarray(images), jnp.asarray(targets)))
-    return np.asarray(cls, np.int32), np.asarray(prob, np.float32), np.asarray(maps, np.float32)
+    cls, prob, maps, probs = jax.device_get(run(jnp.asarray(images), jnp.asarray(targets)))
+    return (np.asarray(cls, np.int32), np.asarray(prob, np.float32),
+            np.asarray(maps, np.float32), np.asarray(probs, np.float32))
 
   predict.method = method
   return predict

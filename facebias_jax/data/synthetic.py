@@ -63,6 +63,12 @@ DEFAULT_KNOBS: dict[str, Any] = {
     # How far blond hair is from light brown (1: the full blond tone; lower values make
     # hair colour a subtler cue than the sex cues, so a shortcut tempts more).
     "blond_contrast": 1.0,
+    # How ambiguous the sex cues of every face are (the "gender neutral" study): 0 =
+    # the faces above; 1 = no cue tells the sex (shape cues at the midpoint of the male
+    # and female ranges, each discrete cue -- hair, facial hair, lips, earrings -- drawn
+    # as for a random sex); in between, shapes move toward neutral and each discrete cue
+    # is redrawn with this probability. Level 0 leaves every pixel unchanged.
+    "sex_ambiguity": 0.0,
     # True: equal counts over skin (lighter/darker) x sex, like PPB (test splits); for
     # task blond, equal counts over Blond_Hair x sex instead.
     "balanced": False,
@@ -77,6 +83,7 @@ ATTRIBUTE_NAMES = FACE_ATTRIBUTES + ("skin_type", "is_face")
 # Random streams derived from the user's seed (SeedSequence entropy words).
 _PLAN_STREAM = 0x504C414E
 _RENDER_STREAM = 0x52454E44
+_AMBIGUITY_STREAM = 0x414D4249
 
 # Fitzpatrick types as sRGB skin colours under neutral light (1 palest ... 6 darkest).
 _SKIN_RGB = np.array([
@@ -470,11 +477,14 @@ def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool,
   f["smiling"] = d.p(0.48)
   f["teeth"] = f["smiling"] and d.p(0.6)
   f["lipstick"] = (not male) and d.p(0.45)
-  lip = _mix(f["skin"], (150, 50, 60), d.u(0.2, 0.35))
-  f["lip"] = _mix(lip, (175, 20, 45), d.u(0.5, 0.85)) if f["lipstick"] else _shade(lip, 0.9)
+  f["lip_base"] = _mix(f["skin"], (150, 50, 60), d.u(0.2, 0.35))
+  f["lip"] = _lip_color(d, f["lip_base"], f["lipstick"])
   f["earrings"] = (not male and d.p(0.3)) or (male and d.p(0.03))
   f["earring_color"] = d.choice([(230, 200, 80), (215, 215, 220), (200, 40, 60)])
   f["neck_w"] = d.u(0.42, 0.55) if male else d.u(0.34, 0.46)
+  f["shoulders"] = 2.3 if male else 1.9
+  f["lid_w"] = 0.035 if male else 0.05
+  f["lid_dark"] = 1.0 if male else 0.0  # Eyelid line: skin shade (1) or near-black (0).
   f["clothes"] = _random_color(d, 10, 240)
   # Hair: style correlates with sex (and baldness with age) without determining it.
   f["bald"] = male and d.p(0.04 if young else 0.32)
@@ -504,8 +514,7 @@ def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool,
   f["goatee"] = male and not f["beard"] and d.p(0.08)
   f["mustache"] = male and (d.p(0.5) if f["beard"] else d.p(0.08))
   f["stubble"] = male and not f["beard"] and d.p(0.3)
-  beard_color = f["hair"] if f["hair_color"] != "blond" else _shade(f["hair"], 0.8)
-  f["beard_color"] = beard_color
+  f["beard_color"] = _beard_color(f)
   f["wrinkles"] = 0 if young else d.choice((1, 2, 3))
   f["glasses"] = None
   if d.p(0.07 if young else 0.22):
@@ -518,6 +527,67 @@ def sample_face(d: _Draws, *, darker: bool, male: bool, young: bool,
   if blond:
     f["hat"] = None  # The planned blond hair stays visible (Blond_Hair = 1).
   return f
+
+
+def _lip_color(d: _Draws, base, lipstick: bool) -> tuple[float, float, float]:
+  return _mix(base, (175, 20, 45), d.u(0.5, 0.85)) if lipstick else _shade(base, 0.9)
+
+
+def _beard_color(f: Mapping[str, Any]) -> tuple[float, float, float]:
+  return f["hair"] if f["hair_color"] != "blond" else _shade(f["hair"], 0.8)
+
+
+# Shape cues of sex: (male range, female range) of each parameter, as drawn above.
+_SEX_RANGES = {
+    "scale": ((0.19 * 1.04, 0.25 * 1.04), (0.19, 0.25)),
+    "jaw": ((0.7, 0.92), (0.55, 0.8)),
+    "brow_w": ((0.07, 0.11), (0.045, 0.08)),
+    "brow_y": ((-0.34, -0.28), (-0.42, -0.32)),
+    "brow_arch": ((0.0, 0.04), (0.03, 0.08)),
+    "neck_w": ((0.42, 0.55), (0.34, 0.46)),
+    "shoulders": ((2.3, 2.3), (1.9, 1.9)),
+    "lid_w": ((0.035, 0.035), (0.05, 0.05)),
+    "lid_dark": ((1.0, 1.0), (0.0, 0.0)),
+}
+# Discrete cues of sex, redrawn together (a beard and stubble, a bald head and its
+# hairline stay consistent).
+_SEX_BUNDLES = {
+    "hair": ("bald", "hair_style", "hairline", "fringe"),
+    "hair_color": ("hair_color", "hair"),
+    "facial_hair": ("beard", "goatee", "mustache", "stubble"),
+    "lips": ("lipstick",),
+    "earrings": ("earrings",),
+}
+
+
+def blur_sex_cues(f: dict[str, Any], e: _Draws, level: float, *, blond: bool | None = None,
+                  blond_contrast: float = 1.0) -> None:
+  """Makes the sex cues of face ``f`` ambiguous to degree ``level`` (in place).
+
+  Shape cues move from their place in their sex's range toward the same place in the
+  midpoint range of the two sexes (``level`` 1: exactly there, for both sexes alike);
+  each discrete cue bundle is, with probability ``level``, taken from a donor face of
+  a random sex (same skin group and age). At ``level`` 1 the drawn face therefore
+  has the same distribution whatever its sex: no pixel can tell it. ``e`` is the
+  face's own ambiguity stream, so the other draws (and level 0) are unchanged.
+  """
+  male = bool(f["male"])
+  for name, ranges in _SEX_RANGES.items():
+    (lo, hi), (lo_o, hi_o) = ranges if male else ranges[::-1]
+    t = (f[name] - lo) / (hi - lo) if hi > lo else 0.5
+    other = lo_o + t * (hi_o - lo_o)
+    f[name] = f[name] + (other - f[name]) * level / 2.0
+  darker = f["skin_type"] >= 4
+  donors = [sample_face(e, darker=darker, male=sex, young=f["young"], blond=blond,
+                        blond_contrast=blond_contrast) for sex in (False, True)]
+  for bundle, keys in _SEX_BUNDLES.items():
+    donor = donors[int(e.p(0.5))]
+    if not e.p(level) or (bundle == "hair_color" and blond is not None):
+      continue
+    for key in keys:
+      f[key] = donor[key]
+  f["lip"] = _lip_color(e, f["lip_base"], f["lipstick"])
+  f["beard_color"] = _beard_color(f)
 
 
 def _hair_rgb(color: str, blond_contrast: float) -> tuple[float, float, float]:
@@ -559,31 +629,41 @@ def face_attributes(f: Mapping[str, Any]) -> dict[str, int]:
   return attrs
 
 
-def render_face(f: Mapping[str, Any], canvas: np.ndarray, mask: np.ndarray) -> None:
-  """Draws face ``f`` onto ``canvas`` (uint8 RGB) and its skin region into ``mask``."""
+def render_face(f: Mapping[str, Any], canvas: np.ndarray, mask: np.ndarray,
+                hair_mask: np.ndarray | None = None) -> None:
+  """Draws face ``f`` onto ``canvas`` (uint8 RGB), its skin region into ``mask`` and, if
+  given, its visible scalp hair into ``hair_mask`` (facial hair is not in it)."""
   size = canvas.shape[0]
   pen = _Pen(canvas, f["cx"] * size, f["cy"] * size, f["scale"] * size, f["angle"])
+  hm = hair_mask if hair_mask is not None else np.zeros(canvas.shape[:2], np.uint8)
   skin, hair, aspect = f["skin"], f["hair"], f["aspect"]
   skin_dark = _shade(skin, 0.8)
   outline = _head_outline(aspect, f["jaw"], f["chin"])
   style = f["hair_style"]
   top = -aspect * f["hair_volume"]
 
-  # Back layer: long hair behind the shoulders, then torso and neck.
+  # Back layer: long hair behind the shoulders, then torso and neck. Each shape is
+  # drawn into the hair mask too (255 hair, 0 anything covering it), in the same order.
   if style in ("long", "medium"):
     bottom = aspect + (1.6 if style == "long" else 0.55)
     half = f["hair_volume"] * (1.15 if style == "long" else 1.08)
-    pen.poly(np.concatenate([_ellipse_pts(half, -top, 180, 360, 10),
-                             [[half * 1.05, bottom], [-half * 1.05, bottom]]]), hair)
+    back = np.concatenate([_ellipse_pts(half, -top, 180, 360, 10),
+                           [[half * 1.05, bottom], [-half * 1.05, bottom]]])
+    pen.poly(back, hair)
+    pen.poly(back, 255, target=hm)
   if style == "bun":
     pen.ellipse(0.0, top - 0.15, 0.42, 0.32, hair)
-  pen.ellipse(0.0, aspect + 1.55, 2.3 if f["male"] else 1.9, 0.95, f["clothes"])
+    pen.ellipse(0.0, top - 0.15, 0.42, 0.32, 255, target=hm)
+  pen.ellipse(0.0, aspect + 1.55, f["shoulders"], 0.95, f["clothes"])
+  pen.ellipse(0.0, aspect + 1.55, f["shoulders"], 0.95, 0, target=hm)
   nw = f["neck_w"]
-  pen.poly([[-nw, 0.4], [nw, 0.4], [nw * 1.1, aspect + 0.75], [-nw * 1.1, aspect + 0.75]],
-           _shade(skin, 0.72))
+  neck = [[-nw, 0.4], [nw, 0.4], [nw * 1.1, aspect + 0.75], [-nw * 1.1, aspect + 0.75]]
+  pen.poly(neck, _shade(skin, 0.72))
+  pen.poly(neck, 0, target=hm)
   # Ears behind the head outline, earrings under the lobes.
   for side in (-1, 1):
     pen.ellipse(side * 0.98, 0.0, 0.13, 0.24, skin_dark)
+    pen.ellipse(side * 0.98, 0.0, 0.13, 0.24, 0, target=hm)
     if f["earrings"]:
       pen.ellipse(side * 1.0, 0.3, 0.06, 0.06, f["earring_color"])
 
@@ -591,22 +671,25 @@ def render_face(f: Mapping[str, Any], canvas: np.ndarray, mask: np.ndarray) -> N
   pen.poly(outline, skin_dark)
   pen.poly(outline * 0.86 + (0.05, -0.05), skin)
   pen.poly(outline, 255, target=mask)
+  pen.poly(outline, 0, target=hm)
 
   if f.get("features", True):
     _draw_features(pen, f)
 
   # Hair on top of the head (covers the forehead down to the hairline), then the hat.
   if style != "bald":
-    _draw_hair_top(pen, f, mask)
+    _draw_hair_top(pen, f, mask, hm)
   elif not f["young"]:
     for side in (-1, 1):  # Fringe of hair above the ears.
       pen.ellipse(side * 0.93, -0.35, 0.14, 0.3, hair)
       pen.ellipse(side * 0.93, -0.35, 0.14, 0.3, 0, target=mask)
+      pen.ellipse(side * 0.93, -0.35, 0.14, 0.3, 255, target=hm)
   if f["hat"] is not None:
-    _draw_hat(pen, f, mask)
+    _draw_hat(pen, f, mask, hm)
 
 
-def _draw_hair_top(pen: _Pen, f: Mapping[str, Any], mask: np.ndarray) -> None:
+def _draw_hair_top(pen: _Pen, f: Mapping[str, Any], mask: np.ndarray,
+                   hair_mask: np.ndarray) -> None:
   aspect, hair, vol = f["aspect"], f["hair"], f["hair_volume"]
   hl = f["hairline"] * aspect
   if f["fringe"]:
@@ -626,18 +709,22 @@ def _draw_hair_top(pen: _Pen, f: Mapping[str, Any], mask: np.ndarray) -> None:
   pts = np.concatenate([shell, hairline])
   pen.poly(pts, hair)
   pen.poly(pts, 0, target=mask)
+  pen.poly(pts, 255, target=hair_mask)
 
 
-def _draw_hat(pen: _Pen, f: Mapping[str, Any], mask: np.ndarray) -> None:
+def _draw_hat(pen: _Pen, f: Mapping[str, Any], *masks: np.ndarray) -> None:
+  """Draws the hat and clears it from every mask (it covers skin and hair)."""
   hat, aspect = f["hat"], f["aspect"]
   base = -aspect * 0.55
   crown = np.concatenate([_ellipse_pts(1.08, aspect * hat["height"], 180, 360, 12, cy=base),
                           [[1.08, base + 0.05], [-1.08, base + 0.05]]])
   pen.poly(crown, hat["color"])
-  pen.poly(crown, 0, target=mask)
+  for mask in masks:
+    pen.poly(crown, 0, target=mask)
   if hat["brim"]:
     pen.ellipse(0.0, base + 0.02, 1.5, 0.16, _shade(hat["color"], 0.8))
-    pen.ellipse(0.0, base + 0.02, 1.5, 0.16, 0, target=mask)
+    for mask in masks:
+      pen.ellipse(0.0, base + 0.02, 1.5, 0.16, 0, target=mask)
   pen.poly([[-1.06, base - 0.08], [1.06, base - 0.08]], _shade(hat["color"], 0.6),
            width=0.08, closed=False)
 
@@ -659,9 +746,10 @@ def _draw_features(pen: _Pen, f: Mapping[str, Any]) -> None:
     pen.ellipse(x, ey, ew, eo, (235, 232, 228))
     pen.ellipse(x, ey + eo * 0.1, eo * 0.95, eo * 0.95, f["iris"])
     pen.ellipse(x, ey + eo * 0.1, eo * 0.4, eo * 0.4, (12, 10, 10))
-    lid_w = 0.035 if f["male"] else 0.05
-    pen.ellipse(x, ey, ew, eo, line_dark if f["male"] else (30, 22, 22), start=180, end=360,
-                width=lid_w)
+    dark = f["lid_dark"]
+    lid = line_dark if dark == 1.0 else (30, 22, 22) if dark == 0.0 else _mix(
+        (30, 22, 22), line_dark, dark)
+    pen.ellipse(x, ey, ew, eo, lid, start=180, end=360, width=f["lid_w"])
     by = f["brow_y"]
     pen.poly([[side * (ex - ew * 1.2), by + 0.03], [side * ex, by - f["brow_arch"]],
               [side * (ex + ew * 1.3), by + 0.04]], brow_color, width=f["brow_w"], closed=False)
@@ -906,21 +994,29 @@ def _canvas_size(image_size: int) -> int:
 
 def render_example(seed: int, index: int, *, image_size: int, is_face: bool, darker: bool,
                    male: bool, young: bool, nonface_darker_fraction: float,
-                   blond: bool | None = None, blond_contrast: float = 1.0
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+                   blond: bool | None = None, blond_contrast: float = 1.0,
+                   sex_ambiguity: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
   """Renders example ``index`` of the dataset with ``seed`` (pure function of its args).
 
+  ``sex_ambiguity`` > 0 blurs the face's sex cues (:func:`blur_sex_cues`) with draws
+  from a stream of its own, so everything else about the face stays the same.
+
   Returns:
-    ``(image uint8 [S,S,3], mask bool [S,S], attributes)``.
+    ``(image uint8 [S,S,3], mask bool [S,S], attributes, hair_mask bool [S,S])``.
   """
   d = _Draws(np.random.default_rng([seed, _RENDER_STREAM, index]))
   size = _canvas_size(image_size)
   canvas = _background(d, size)
   mask = np.zeros((size, size), np.uint8)
+  hair_mask = np.zeros((size, size), np.uint8)
   if is_face:
     f = sample_face(d, darker=darker, male=male, young=young, blond=blond,
                     blond_contrast=blond_contrast)
-    render_face(f, canvas, mask)
+    if sex_ambiguity > 0.0:
+      e = _Draws(np.random.default_rng([seed, _AMBIGUITY_STREAM, index]))
+      blur_sex_cues(f, e, sex_ambiguity, blond=blond, blond_contrast=blond_contrast)
+    render_face(f, canvas, mask, hair_mask)
     attrs = face_attributes(f)
   else:
     render_nonface(d, canvas, nonface_darker_fraction)
@@ -929,7 +1025,10 @@ def render_example(seed: int, index: int, *, image_size: int, is_face: bool, dar
   image = _camera(d, canvas, image_size)
   if size != image_size:
     mask = cv2.resize(mask, (image_size, image_size), interpolation=cv2.INTER_AREA)
-  return image, mask >= 128, attrs
+    hair_mask = cv2.resize(hair_mask, (image_size, image_size), interpolation=cv2.INTER_AREA)
+  # Hair needs a strict majority of its 2x2 block: a block split evenly with skin
+  # stays skin, so the two masks never overlap.
+  return image, mask >= 128, attrs, hair_mask > 128
 
 
 def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs_nonfaces",
@@ -945,12 +1044,13 @@ def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs
       spurious attribute: the ``blond_fraction_*`` knobs).
     **knobs: group imbalance, see ``DEFAULT_KNOBS`` (``darker_fraction``,
       ``male_fraction_lighter``, ``male_fraction_darker``, ``young_fraction``,
-      ``face_fraction``, ``nonface_darker_fraction``, ``balanced``).
+      ``face_fraction``, ``nonface_darker_fraction``, ``balanced``, ``sex_ambiguity``).
 
   Returns:
     Dict with ``image`` uint8 [N,H,W,3] RGB, ``label`` int32 [N], ``attributes``
-    (name -> int32 [N]; face attributes are -1 on non-face images) and ``mask`` bool
-    [N,H,W] (visible face skin; empty for non-faces).
+    (name -> int32 [N]; face attributes are -1 on non-face images), ``mask`` bool
+    [N,H,W] (visible face skin; empty for non-faces) and ``hair_mask`` bool [N,H,W]
+    (visible scalp hair, not facial hair).
 
   Raises:
     ValueError: bad ``num``, ``seed``, ``image_size``, task or knobs.
@@ -967,6 +1067,7 @@ def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs
   plan = _plan(num, seed, task, full)
   images = np.empty((num, image_size, image_size, 3), np.uint8)
   masks = np.empty((num, image_size, image_size), bool)
+  hair_masks = np.empty((num, image_size, image_size), bool)
   # Attributes gather in Python lists: one array per column at the end is far
   # cheaper than a NumPy scalar store per attribute and example.
   values = {name: [] for name in ATTRIBUTE_NAMES}
@@ -974,17 +1075,17 @@ def generate(num: int, *, seed: int, image_size: int = 64, task: str = "faces_vs
   flags = zip(plan["is_face"].tolist(), plan["darker"].tolist(), plan["male"].tolist(),
               plan["young"].tolist(), blonds)
   for i, (is_face, darker, male, young, blond) in enumerate(flags):
-    images[i], masks[i], attrs = render_example(
+    images[i], masks[i], attrs, hair_masks[i] = render_example(
         seed, i, image_size=image_size, is_face=is_face, darker=darker, male=male, young=young,
         nonface_darker_fraction=full["nonface_darker_fraction"], blond=blond,
-        blond_contrast=full["blond_contrast"])
+        blond_contrast=full["blond_contrast"], sex_ambiguity=full["sex_ambiguity"])
     for name in ATTRIBUTE_NAMES:
       values[name].append(attrs[name])
   columns = {name: np.array(v, np.int32).reshape(num) for name, v in values.items()}
   label = {"sex": "Male", "blond": "Blond_Hair"}.get(task, "is_face")
   label = columns[label]
   return {"image": images, "label": label.astype(np.int32).copy(), "attributes": columns,
-          "mask": masks}
+          "mask": masks, "hair_mask": hair_masks}
 
 
 def sample_grid(path: str | None = None, *, image_size: int = 64, per_group: int = 6,

@@ -5,6 +5,8 @@ detector itself lives in the leaf module ``facebias_jax.faces`` (the dataset bui
 use it too).
 """
 
-from facebias_jax.faces import (DEFAULT_CASCADE, DEFAULT_MIN_NEIGHBORS, DEFAULT_MIN_SIZE,  # noqa: F401
-                                DEFAULT_SCALE_FACTOR, cascade_path, detect_faces,
-                                detect_largest_face, load_cascade, sort_boxes, to_gray)
+from facebias_jax.faces import (DEFAULT_CASCADE, DEFAULT_DETECTOR, DEFAULT_MIN_NEIGHBORS,  # noqa: F401
+                                DEFAULT_MIN_SIZE, DEFAULT_SCALE_FACTOR, DETECTORS,
+                                cascade_path, check_detector, cnn_weights_path, detect_faces,
+                                detect_largest_face, load_cascade, load_dlib_detector,
+                                sort_boxes, to_gray)

@@ -1,10 +1,12 @@
-"""Frames in and out of the demo: a camera, a video file or one image; an annotated copy.
+"""Frames in and out of the demo: a camera, a video file, an image or a folder of images.
 
 ``FrameSource`` yields BGR uint8 frames (OpenCV's order; the demo converts at the
 boundary with the model) and knows the input's frame rate; ``FrameSink`` writes the
-annotated frames as a video with the same frame rate (``.mp4``/``.avi``) or as an image.
-A camera, video or image that cannot be opened or read is a :class:`DemoInputError`
-whose message names it and says what to try.
+annotated frames as a video with the same frame rate (``.mp4``/``.avi``), as an image,
+or, for a folder input, as one image per input file under the output folder (same
+relative names). A camera, video or image that cannot be opened or read is a
+:class:`DemoInputError` whose message names it and says what to try; in a folder,
+unreadable files are skipped and listed (``FrameSource.skipped``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+
+from facebias_jax import imaging
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -38,6 +42,9 @@ class FrameSource:
     self.kind = "camera" if camera is not None else "video" if video is not None else "image"
     self.capture = None
     self.still = None
+    self.files: list[str] = []
+    self.skipped: list[tuple[str, str]] = []  # (file, reason) of unreadable folder files
+    self.current = None  # Relative name of the folder file being yielded.
     if camera is not None:
       self.name = f"camera {camera}"
       self.capture = cv2.VideoCapture(int(camera))
@@ -54,10 +61,16 @@ class FrameSource:
       if not self.capture.isOpened():
         raise DemoInputError(f"--video={video}: OpenCV cannot read this file (not a video, "
                              "corrupt, or a codec FFmpeg in opencv-python lacks)")
+    elif os.path.isdir(image):
+      self.kind, self.name = "folder", image
+      self.files = [os.path.relpath(str(p), image) for p in imaging.list_images(image)]
+      if not self.files:
+        raise DemoInputError(f"--image={image}: no .jpg/.jpeg/.png file in this folder or "
+                             "below it")
     else:
       self.name = image
       if not os.path.isfile(image):
-        raise FileNotFoundError(f"--image={image}: no such file")
+        raise FileNotFoundError(f"--image={image}: no such file or folder")
       self.still = cv2.imread(image, cv2.IMREAD_COLOR)
       if self.still is None:
         raise DemoInputError(f"--image={image}: OpenCV cannot decode this file (not an image "
@@ -76,6 +89,18 @@ class FrameSource:
     if self.still is not None:
       yield self.still.copy()
       return
+    if self.kind == "folder":
+      for name in self.files:
+        frame = cv2.imread(os.path.join(self.name, name), cv2.IMREAD_COLOR)
+        if frame is None:
+          self.skipped.append((name, "OpenCV cannot decode it"))
+          continue
+        self.current = name
+        yield frame
+      if len(self.skipped) == len(self.files):
+        raise DemoInputError(f"--image={self.name}: none of its {len(self.files)} image "
+                             "files could be decoded")
+      return
     count = 0
     while True:
       ok, frame = self.capture.read()
@@ -92,17 +117,23 @@ class FrameSource:
 
 
 class FrameSink:
-  """Writes annotated frames to a video (same fps as the input) or an image."""
+  """Writes annotated frames to a video (same fps as the input), an image, or (``folder``)
+  one image per input file, named after it (``write(frame, name=...)``)."""
 
-  def __init__(self, path: str, fps: float):
+  def __init__(self, path: str, fps: float, *, folder: bool = False):
     self.path = path
     self.fps = float(fps)
     self.writer = None
     self.count = 0
+    self.folder = folder
     self.ext = os.path.splitext(path)[1].lower()
 
-  def write(self, frame_bgr: np.ndarray) -> None:
-    if self.ext in IMAGE_EXTENSIONS:
+  def write(self, frame_bgr: np.ndarray, name: str | None = None) -> None:
+    if self.folder:
+      stem, ext = os.path.splitext(name or f"{self.count:06d}.png")
+      imaging.save_image(os.path.join(self.path, stem + (ext if ext.lower() in (
+          ".png", ".jpg", ".jpeg") else ".png")), frame_bgr[..., ::-1])
+    elif self.ext in IMAGE_EXTENSIONS:
       os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
       if not cv2.imwrite(self.path, frame_bgr):
         raise OSError(f"--output={self.path}: OpenCV could not write the image")

@@ -43,6 +43,7 @@ from facebias_jax.demo import frames as frames_lib
 # Weight of the newest frame in the displayed (exponentially smoothed) frame rate.
 FPS_SMOOTHING = 0.1
 STAGES = ("detect", "preprocess", "model", "draw")
+LIVE_DETECTOR = "haar"
 _BOX_COLOR_BGR = (0, 255, 0)
 _TEXT_BG_BGR = (0, 0, 0)
 _TEXT_FG_BGR = (255, 255, 255)
@@ -62,7 +63,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.run:
     raise ValueError("--run=WORKDIR is required (a training workdir, e.g. made by "
                      "`python -m experiments.train_classifier --workdir=...`)")
-  if config.output:
+  folder = config.image is not None and os.path.isdir(config.image)
+  if config.output and folder:
+    if os.path.splitext(config.output)[1] or os.path.isfile(config.output):
+      raise ValueError(f"--output={config.output}: for a folder of images give an output "
+                       "folder (one annotated image per input file is written there)")
+  elif config.output:
     ext = os.path.splitext(config.output)[1].lower()
     allowed = (frames_lib.IMAGE_EXTENSIONS if config.image is not None
                else tuple(frames_lib.VIDEO_FOURCC))
@@ -82,6 +88,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.method != "auto":
     cam_methods.check_method(config.method)
   d = config.detector
+  faces.check_detector(d.name)
   if d.max_side and d.max_side < 24:
     raise ValueError(f"--config.detector.max_side must be 0 (off) or >= 24, got {d.max_side}")
   if d.scale_factor <= 1.0:
@@ -185,7 +192,7 @@ class FaceClassifier:
       raise ValueError(f"FaceClassifier got {n} faces, more than max_faces={self.max_faces}")
     padded = np.zeros((bucket_size(n, self.max_faces), *crops_rgb.shape[1:]), np.uint8)
     padded[:n] = crops_rgb
-    predicted, prob, maps = self._predict(self._normalize(padded))
+    predicted, prob, maps, _ = self._predict(self._normalize(padded))
     return predicted[:n], prob[:n], maps[:n]
 
 
@@ -242,24 +249,33 @@ class FrameProcessor:
     class_names: one name per class.
     margin: box enlargement before cropping.
     alpha: overlay heatmap weight.
+    whole_image: classify the whole frame (its centre square) instead of detected faces.
     detect_kwargs: options of :func:`facebias_jax.faces.detect_faces`.
   """
 
   def __init__(self, classifier: FaceClassifier, class_names: Sequence[str], *,
-               margin: float = 0.25, alpha: float = 0.45, **detect_kwargs: Any):
+               margin: float = 0.25, alpha: float = 0.45, whole_image: bool = False,
+               **detect_kwargs: Any):
     self.classifier = classifier
     self.class_names = tuple(class_names)
     self.margin = float(margin)
     self.alpha = float(alpha)
+    self.whole_image = bool(whole_image)
     self.detect_kwargs = dict(detect_kwargs)
     self.detect_kwargs.setdefault("max_faces", classifier.max_faces)
+    # The cascade keeps a live frame rate; dlib's CNN is ~20x slower per frame.
+    self.detect_kwargs.setdefault("detector", LIVE_DETECTOR)
 
   def process(self, frame_bgr: np.ndarray) -> FrameResult:
     """Annotates ``frame_bgr`` in place; returns the detections and stage timings."""
     t0 = time.perf_counter()
-    boxes = faces.detect_faces(frame_bgr, **self.detect_kwargs)
+    if self.whole_image:
+      x0, y0, x1, y1 = imaging.center_square_box(*frame_bgr.shape[:2])
+      boxes, regions = [(x0, y0, x1 - x0, y1 - y0)], [(x0, y0, x1, y1)]
+    else:
+      boxes = faces.detect_faces(frame_bgr, **self.detect_kwargs)
+      regions = [margin_box(b, self.margin, frame_bgr.shape[:2]) for b in boxes]
     t1 = time.perf_counter()
-    regions = [margin_box(b, self.margin, frame_bgr.shape[:2]) for b in boxes]
     crops = crop_faces(frame_bgr, regions, self.classifier.image_size)
     t2 = time.perf_counter()
     predicted, probability, maps = self.classifier(crops)
@@ -302,6 +318,7 @@ def build_processor(config: ml_collections.ConfigDict) -> FrameProcessor:
            else runs.class_names(run.config))
   d = config.detector
   return FrameProcessor(classifier, names, margin=config.margin, alpha=config.alpha,
+                        whole_image=config.whole_image, detector=d.name,
                         scale_factor=d.scale_factor, min_neighbors=d.min_neighbors,
                         min_size=(d.min_face_size, d.min_face_size),
                         max_side=d.max_side or None)
@@ -338,7 +355,8 @@ def run(config: ml_collections.ConfigDict, *, processor: FrameProcessor | None =
 
   Returns:
     Summary: ``frames``, ``faces`` (total detections), ``fps`` (mean processing rate),
-    ``seconds_per_stage`` (means), ``method``, ``output``.
+    ``seconds_per_stage`` (means), ``method``, ``output``, ``skipped`` (folder files that
+    could not be decoded: ``(name, reason)``).
 
   Raises:
     ValueError: an inconsistent config.
@@ -353,7 +371,8 @@ def run(config: ml_collections.ConfigDict, *, processor: FrameProcessor | None =
   totals = _Totals()
   try:
     processor = processor or build_processor(config)
-    sink = frames_lib.FrameSink(config.output, source.fps) if config.output else None
+    sink = (frames_lib.FrameSink(config.output, source.fps, folder=source.kind == "folder")
+            if config.output else None)
     for frame in source.frames():
       start = time.perf_counter()
       result = processor.process(frame)
@@ -361,12 +380,12 @@ def run(config: ml_collections.ConfigDict, *, processor: FrameProcessor | None =
       draw_label(frame, f"{totals.smoothed_fps:5.1f} fps  {processor.classifier.method}",
                  (4, 20))
       if sink is not None:
-        sink.write(frame)
+        sink.write(frame, name=source.current)
       if on_frame is not None:
         on_frame(frame, result)
       if not config.headless:
         cv2.imshow(window, frame)
-        if (cv2.waitKey(0 if source.kind == "image" else 1) & 0xFF) == ord("q"):
+        if (cv2.waitKey(0 if source.kind in ("image", "folder") else 1) & 0xFF) == ord("q"):
           break
       if config.max_frames and totals.frames >= config.max_frames:
         break
@@ -379,4 +398,5 @@ def run(config: ml_collections.ConfigDict, *, processor: FrameProcessor | None =
   return {"frames": totals.frames, "faces": totals.faces,
           "fps": totals.frames / totals.busy if totals.busy > 0 else 0.0,
           "seconds_per_stage": {k: v / max(totals.frames, 1) for k, v in totals.seconds.items()},
-          "method": processor.classifier.method, "output": config.output}
+          "method": processor.classifier.method, "output": config.output,
+          "skipped": source.skipped}

@@ -233,7 +233,7 @@ def export_cam(config: ml_collections.ConfigDict, workdir: str, *, progress: boo
              disable=not progress)
   for batch in stream:
     real = np.asarray(batch["mask"])
-    predicted, probability, maps = predict(batch["image"])
+    predicted, probability, maps, _ = predict(batch["image"])
     images = imaging.to_uint8_images(batch["image"][real], normalize)
     maps, predicted, probability = maps[real], predicted[real], probability[real]
     index = np.asarray(batch["index"])[real]

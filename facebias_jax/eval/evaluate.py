@@ -132,7 +132,44 @@ def evaluate_predictions(preds: Mapping[str, Any], *, group_spec: str | Sequence
   result["settings"]["group_spec"] = ",".join(groups_lib.parse_group_spec(group_spec,
                                                                           attributes))
   result["settings"]["group_attributes"] = groups_lib.describe(group_spec, attributes)
+  if "face_found" in attributes:
+    correct = metrics.binarize_predictions(y_pred, threshold) == np.asarray(preds["label"])
+    result["face_detection"] = face_detection_summary(attributes["face_found"], group_ids,
+                                                      correct)
   return result
+
+
+def face_detection_summary(face_found: Any, group_ids: Any, correct: Any) -> dict[str, Any]:
+  """How often the dataset's face detector found the face, per group, and what it does to
+  accuracy.
+
+  A face the detector missed was cropped at the image centre instead (PPB ``cropped``
+  configs), so a classifier's errors there are partly the detector's: the rate per
+  group shows where, and ``accuracy_found`` is the accuracy on the detected faces only.
+
+  Args:
+    face_found: ``[N]`` 1 = the detector found the face, 0 = fallback crop.
+    group_ids: ``[N]`` group names.
+    correct: ``[N]`` bool, prediction == label.
+
+  Returns:
+    ``{"overall": row, "groups": {group: row}}``, each row ``n``, ``found``, ``rate``,
+    ``rate_ci`` (Wilson 95%), ``accuracy_all``, ``accuracy_found`` (None if none found)
+    and ``excluded`` (images without a detected face).
+  """
+  found = np.asarray(face_found) == 1
+  groups_arr = np.asarray(group_ids).astype(str)
+  correct = np.asarray(correct, bool)
+
+  def row(members: np.ndarray) -> dict[str, Any]:
+    n, k = int(members.sum()), int((found & members).sum())
+    return {"n": n, "found": k, "excluded": n - k, "rate": k / n if n else None,
+            "rate_ci": list(metrics.wilson_interval(k, n)) if n else None,
+            "accuracy_all": float(correct[members].mean()) if n else None,
+            "accuracy_found": float(correct[found & members].mean()) if k else None}
+
+  return {"overall": row(np.ones(len(found), bool)),
+          "groups": {g: row(groups_arr == g) for g in sorted(set(groups_arr))}}
 
 
 def evaluate_model(model: nnx.Module, source: Any, *, group_spec: str | Sequence[str],

@@ -124,6 +124,8 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Evaluation rep
     parts += [f"Groups with fewer than {s.get('min_group_size')} examples "
               f"({', '.join(sorted(too_small))}) are reported above but left out of the "
               "fairness summary.", ""]
+  if metrics.get("face_detection"):
+    parts += face_detection_markdown(metrics["face_detection"])
   if s:
     parts.append(f"CIs: {int(s.get('ci_level', 0.95) * 100)}% percentile bootstrap within groups "
                  f"({s.get('n_boot')} resamples, seed {s.get('seed')}); groups with n < "
@@ -132,6 +134,21 @@ def metrics_markdown(metrics: Mapping[str, Any], *, title: str = "Evaluation rep
                  f"in the differences. Threshold {s.get('threshold')}.")
     parts.append("")
   return "\n".join(parts)
+
+
+def face_detection_markdown(detection: Mapping[str, Any]) -> list[str]:
+  """The "Face detection" section of a report (``evaluate.face_detection_summary``)."""
+  o = detection["overall"]
+  rows = [[name, r["n"], r["found"],
+           fmt_ci(r["rate"], r["rate_ci"]), fmt(r["accuracy_all"]), fmt(r["accuracy_found"])]
+          for name, r in [("all", o), *detection["groups"].items()]]
+  return ["## Face detection", "",
+          f"The face detector of the dataset found {o['found']} of {o['n']} faces; the other "
+          f"{o['excluded']} images were cropped at the centre instead, and the metrics above "
+          "include them. The detector's misses are part of the measurement: compare the "
+          "detection rate per group, and the accuracy on detected faces only.", "",
+          md_table(["Group", "n", "Face found", "Detection rate [95% CI]", "Accuracy (all)",
+                    "Accuracy (face found)"], rows), ""]
 
 
 def metrics_csv_rows(metrics: Mapping[str, Any]) -> list[list[Any]]:

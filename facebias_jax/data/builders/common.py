@@ -160,10 +160,12 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     a skipped, counted example.
   """
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {"1.0.0": "Initial release.",
                    "1.1.0": "skin_ita (estimated skin tone); the dataset's names of "
-                            "multi-valued attributes (race, age_bin) in the metadata."}
+                            "multi-valued attributes (race, age_bin) in the metadata.",
+                   "1.2.0": "PPB cropped_*: faces found by dlib's CNN detector (was the "
+                            "Haar cascade), PpbConfig.detector to choose."}
 
   def __init__(self, *, strict: bool = False, file_format=None, **kwargs):
     self.strict = bool(strict)

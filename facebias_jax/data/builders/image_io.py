@@ -21,14 +21,14 @@ from etils import epath
 import numpy as np
 
 from facebias_jax import faces
+# File listing and crops are shared with prediction on folders (``facebias_jax.imaging``).
+from facebias_jax.imaging import (IMAGE_EXTENSIONS, Box, center_square_box,  # noqa: F401
+                                  crop_resize, list_images, resize)
 from facebias_jax.data.builders.errors import CorruptImageError, missing_path_error
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 JPEG_QUALITY = 95
 # How many offending file names a warning lists before "...".
 _MAX_EXAMPLES_LISTED = 5
-
-Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive.
 
 
 def _is_truncated(data: bytes) -> bool:
@@ -136,54 +136,6 @@ class ImageReader:
 def _examples(items: Sequence[str]) -> str:
   names = [os.path.basename(str(s)) for s in items[:_MAX_EXAMPLES_LISTED]]
   return ", ".join(names) + (", ..." if len(items) > _MAX_EXAMPLES_LISTED else "")
-
-
-def list_images(root: os.PathLike | str, *, recursive: bool = True) -> list[epath.Path]:
-  """Image files (JPEG/PNG, any case) under ``root``, sorted, hidden files excluded."""
-  # An explicit walk: epath's rglob refuses "**" on some backends.
-  found, folders = [], [epath.Path(root)]
-  while folders:
-    for path in folders.pop().iterdir():
-      if path.name.startswith("."):
-        continue
-      if path.is_dir():
-        if recursive:
-          folders.append(path)
-      elif path.suffix.lower() in IMAGE_EXTENSIONS:
-        found.append(path)
-  return sorted(found)
-
-
-def center_square_box(height: int, width: int) -> Box:
-  """The largest centred square inside an image."""
-  side = min(height, width)
-  y0, x0 = (height - side) // 2, (width - side) // 2
-  return x0, y0, x0 + side, y0 + side
-
-
-def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
-  """Crops ``box`` (padding with black where it leaves the image) and resizes to size².
-
-  Uses area interpolation when shrinking (no aliasing) and bilinear when enlarging.
-  """
-  x0, y0, x1, y1 = (int(round(v)) for v in box)
-  h, w = image.shape[:2]
-  pad = max(0, -x0, -y0, x1 - w, y1 - h)
-  if pad:
-    image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
-  crop = image[y0:y1, x0:x1]
-  return resize(crop, (size, size))
-
-
-def resize(image: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
-  """Resizes to ``(height, width)``; area interpolation down, bilinear up."""
-  h, w = image.shape[:2]
-  if (h, w) == tuple(shape_hw):
-    return np.ascontiguousarray(image)
-  shrink = shape_hw[0] * shape_hw[1] < h * w
-  return cv2.resize(image, (shape_hw[1], shape_hw[0]),
-                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def resize_pad(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:

@@ -13,28 +13,33 @@ endings; both are read (:func:`annotations.read_csv`).
 
 Configs:
 
-* ``cropped_<size>`` (32, 64, 128, 224): the largest face found by OpenCV's
-  frontal-face Haar cascade, with a 20 % margin each side, squared and resized.
-  Where no face is found the largest centred square is used instead; the number
-  of such images is logged after preparing (and kept in ``builder.summaries``).
+* ``cropped_<size>`` (32, 64, 128, 224): the largest face found by the face detector
+  (``PpbConfig.detector``, default ``facebias_jax.faces.DEFAULT_DETECTOR``, dlib's CNN;
+  ``"haar"`` was the only one before version 1.2.0), with a 20 % margin each side,
+  squared and resized. Where no face is found the largest centred square is used
+  instead; those images have ``face_found`` = 0, every evaluation report shows the
+  detection rate per group, and the count is logged after preparing (and kept in
+  ``builder.summaries``).
 * ``full_<size>`` (32, 256, 512): the whole portrait resized so its long side is
   ``size``, centred on a black square (the protocol that slides a face classifier
   over the whole image).
 
 Features: ``image``, ``filename``, ``label`` (1), ``is_face`` (1), ``Male`` (0/1),
 ``skin_type`` (1-6), ``skin`` (0 lighter / 1 darker), ``country`` (text),
-``face_found`` (1 when the Haar cascade found the face; always 1 for ``full_*``).
+``face_found`` (1 when the detector found the face; always 1 for ``full_*``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterator
 
 from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facebias_jax import faces
 from facebias_jax.data.builders import annotations, common, errors, image_io
 
 DATASET = "facebias_ppb"
@@ -69,19 +74,22 @@ class PpbConfig(tfds.core.BuilderConfig):
   """One PPB variant.
 
   Attributes:
-    mode: ``"cropped"`` (Haar face crop) or ``"full"`` (whole image, padded).
+    mode: ``"cropped"`` (face crop) or ``"full"`` (whole image, padded).
     image_size: side of the square output images.
     margin: face-crop context on each side, as a fraction of the face box.
+    detector: the face detector of ``cropped`` (``facebias_jax.faces.DETECTORS``).
   """
 
   mode: str = "cropped"
   image_size: int = 64
   margin: float = 0.2
+  detector: str = faces.DEFAULT_DETECTOR
 
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"PpbConfig {self.name!r}: mode={self.mode!r} is not one of {MODES}.")
-    what = ("largest Haar face + margin" if self.mode == "cropped"
+    faces.check_detector(self.detector)
+    what = (f"largest face ({self.detector} detector) + margin" if self.mode == "cropped"
             else "whole image, aspect kept, padded")
     common.finish_config(self, f"{what}, {self.image_size}x{self.image_size}")
 
@@ -150,7 +158,7 @@ def process_image(image: np.ndarray, config: PpbConfig, *, detector=None
   Args:
     image: RGB uint8 portrait.
     config: the builder config (mode, size, margin).
-    detector: face detector for ``cropped`` (default: the Haar cascade).
+    detector: face detector for ``cropped`` (default: ``config.detector``).
 
   Returns:
     ``(image, face_found)``; ``face_found`` is always True in ``full`` mode.
@@ -158,8 +166,9 @@ def process_image(image: np.ndarray, config: PpbConfig, *, detector=None
   size = int(config.image_size)
   if config.mode == "full":
     return image_io.resize_pad(image, size)[0], True
-  kwargs = {"detector": detector} if detector is not None else {}
-  return image_io.face_crop(image, size, margin=float(config.margin), **kwargs)
+  detector = detector or functools.partial(faces.detect_largest_face,
+                                           detector=config.detector)
+  return image_io.face_crop(image, size, margin=float(config.margin), detector=detector)
 
 
 def examples(root: epath.Path, split: str, image_size: int, reader: image_io.ImageReader,
@@ -179,7 +188,9 @@ def examples(root: epath.Path, split: str, image_size: int, reader: image_io.Ima
       reader.note("no face found, centre crop used", row.file)
     # The skin tone is estimated on a face crop in both modes (a full portrait's centre
     # is often shirt or background), at a resolution with enough skin pixels.
-    face = image_io.face_crop(image, ITA_CROP_SIZE, margin=float(config.margin))[0]
+    face = image_io.face_crop(image, ITA_CROP_SIZE, margin=float(config.margin),
+                              detector=functools.partial(faces.detect_largest_face,
+                                                         detector=config.detector))[0]
     yield row.file, {
         **common.base_record(out, row.file, is_face=True), "Male": np.int32(row.male),
         "skin_type": np.int32(row.skin_type), "skin": np.int32(row.skin),

@@ -1,0 +1,140 @@
+"""Tests of prediction on any images (facebias_jax.eval.predict, experiments/predict.py)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import demo_fixtures as df
+from experiments.configs import predict as predict_config
+from facebias_jax import imaging, runs
+from facebias_jax.cam import predictor as cam_predictor
+from facebias_jax.eval import predict
+
+
+def _config(run, **fields):
+  config = predict_config.get_config()
+  config.run = run
+  config.update(fields)
+  return config
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  root = tmp_path_factory.mktemp("photos")
+  frames, _ = df.face_frames(3)
+  imaging.save_image(str(root / "a.png"), frames[0])
+  imaging.save_image(str(root / "nested" / "b.jpg"), frames[1])
+  imaging.save_image(str(root / "c.png"), frames[2][:, :200])  # Not square.
+  (root / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+  (root / "notes.txt").write_text("not an image, not listed")
+  return root
+
+
+def _read_csv(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def test_folder_without_labels_whole_images(checkpoint, folder, tmp_path):
+  out = str(tmp_path / "out")
+  summary = predict.run_prediction(_config(checkpoint, images=str(folder), batch_size=2), out,
+                                   progress=False)
+  assert summary["num_images"] == 3 and summary["num_predictions"] == 3
+  assert summary["skipped"] == [{"file": "corrupt.jpg",
+                                 "reason": "not a readable image (corrupt or unsupported)"}]
+  rows = _read_csv(os.path.join(out, "predictions.csv"))
+  assert [r["name"] for r in rows] == ["a.png", "c.png", os.path.join("nested", "b.jpg")]
+  names = runs.class_names(runs.read_config(checkpoint))
+  keys = [f"p_{imaging.slug(n)}" for n in names]
+  for r in rows:
+    p = np.array([float(r[k]) for k in keys])
+    assert np.isclose(p.sum(), 1.0, atol=1e-5) and r["label"] == "" and r["correct"] == ""
+    assert int(r["predicted"]) == int(np.argmax(p)) and r["face"] == "-1"
+    assert os.path.isfile(os.path.join(out, r["overlay"]))
+  assert rows[0]["overlay"] == os.path.join("overlays", "a.png")
+  assert os.path.isfile(os.path.join(out, "grid.png"))
+  assert os.path.isfile(os.path.join(out, "probability_by_group.png"))
+  assert summary["groups"]["all"]["n"] == 3 and summary["groups"]["all"]["accuracy"] is None
+
+
+def test_probabilities_equal_the_model_on_the_centre_square(checkpoint, folder, tmp_path):
+  out = str(tmp_path / "out")
+  predict.run_prediction(_config(checkpoint, images=str(folder)), out, progress=False)
+  row = json.load(open(os.path.join(out, "predictions.json")))[1]  # c.png, 240 x 200.
+  image = imaging.load_image(str(folder / "c.png"))
+  crop = imaging.crop_resize(image, (0, 20, 200, 220), 32)  # The centre square.
+  run = runs.load_run(checkpoint)
+  _, _, _, probs = cam_predictor.make_predictor(run.model, "auto")(
+      imaging.normalize_images(crop[None], "unit"))
+  np.testing.assert_allclose(row["p_male"], probs[0, 1], rtol=1e-4, atol=1e-5)
+
+
+def test_labels_csv_gives_accuracy_and_groups(checkpoint, folder, tmp_path):
+  labels = tmp_path / "labels.csv"
+  labels.write_text("file,label,group\na.png,male,g1\nnested/b.jpg,0,g2\nc.png,Female,g2\n")
+  out = str(tmp_path / "out")
+  summary = predict.run_prediction(_config(checkpoint, images=str(folder), labels=str(labels)),
+                                   out, progress=False)
+  rows = json.load(open(os.path.join(out, "predictions.json")))
+  assert [(r["label"], r["group"]) for r in rows] == [(1, "g1"), (0, "g2"), (0, "g2")]
+  correct = [r["predicted"] == r["label"] for r in rows]
+  assert summary["groups"]["all"]["accuracy"] == pytest.approx(np.mean(correct))
+  assert summary["groups"]["g2"]["n"] == 2
+  bad = tmp_path / "bad.csv"
+  bad.write_text("file,label\na.png,cat\n")
+  with pytest.raises(ValueError, match=r"bad.csv:2: label 'cat' is neither a class name"):
+    predict.run_prediction(_config(checkpoint, images=str(folder), labels=str(bad)), out)
+
+
+def test_video_frames_and_detected_faces(checkpoint, tmp_path):
+  frames, regions = df.face_frames(5)
+  video = df.write_video(str(tmp_path / "clip.avi"), frames, fps=10.0)
+  out = str(tmp_path / "out")
+  summary = predict.run_prediction(
+      _config(checkpoint, video=video, detect_faces=True, detector="haar"), out,
+      progress=False)
+  assert summary["num_images"] == 5 and summary["num_predictions"] == 5
+  rows = json.load(open(os.path.join(out, "predictions.json")))
+  assert [r["name"] for r in rows] == [f"clip.avi#{i:06d}" for i in range(5)]
+  for r, (x, y, w, h) in zip(rows, regions):
+    x0, y0, x1, y1 = r["box"]
+    assert x <= (x0 + x1) / 2 <= x + w and y <= (y0 + y1) / 2 <= y + h and r["face"] == 0
+  assert os.path.isfile(os.path.join(out, "overlays", "clip.avi_000000_face0.png"))
+  every = predict.run_prediction(_config(checkpoint, video=video, every_nth_frame=2),
+                                 str(tmp_path / "every"), progress=False)
+  assert every["num_images"] == 3  # Frames 0, 2, 4.
+
+
+def test_bad_options_and_inputs(checkpoint, folder, tmp_path):
+  out = str(tmp_path / "out")
+  with pytest.raises(ValueError, match="give one input"):
+    predict.run_prediction(_config(checkpoint, images=str(folder), video="x.mp4"), out)
+  with pytest.raises(FileNotFoundError, match="--config.images=/nope: no such folder"):
+    predict.run_prediction(_config(checkpoint, images="/nope"), out)
+  with pytest.raises(ValueError, match="Unknown face detector"):
+    predict.run_prediction(_config(checkpoint, images=str(folder), detector="yolo"), out)
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(ValueError, match="no .jpg/.jpeg/.png file"):
+    predict.run_prediction(_config(checkpoint, images=str(empty)), out)
+  blank = tmp_path / "blank"
+  imaging.save_image(str(blank / "x.png"), np.full((64, 64, 3), 128, np.uint8))
+  with pytest.raises(ValueError, match="without a detected face"):
+    predict.run_prediction(_config(checkpoint, images=str(blank), detect_faces=True,
+                                   detector="haar"), out, progress=False)
+
+
+@pytest.mark.slow
+def test_script_on_a_folder(checkpoint, folder, tmp_path):
+  out = str(tmp_path / "out")
+  proc = subprocess.run([sys.executable, "-m", "experiments.predict", f"--run={checkpoint}",
+                         f"--images={folder}", f"--workdir={out}"],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "3 predictions on 3 images" in proc.stdout
+  assert "skipped corrupt.jpg: not a readable image" in proc.stdout
