@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import demo_fixtures as df
+import train_testlib
 from experiments.configs import predict as predict_config
 from facebias_jax import imaging, runs
 from facebias_jax.cam import predictor as cam_predictor
@@ -138,3 +139,22 @@ def test_script_on_a_folder(checkpoint, folder, tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert "3 predictions on 3 images" in proc.stdout
   assert "skipped corrupt.jpg: not a readable image" in proc.stdout
+
+
+def test_prepared_split_with_labels_and_groups(checkpoint, tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  name = train_testlib.prepare_tiny_dataset(data_dir, name="tiny_sex_predict", task="sex",
+                                            train=8, validation=0, test=16)
+  out = str(tmp_path / "out")
+  summary = predict.run_prediction(
+      _config(checkpoint, dataset=name, split="test", data_dir=data_dir, groups="skin,Male",
+              max_overlays=3), out, progress=False)
+  rows = json.load(open(os.path.join(out, "predictions.json")))
+  assert [r["name"] for r in rows] == [f"test/{i:06d}" for i in range(16)]
+  labels = [r["label"] for r in rows]
+  assert set(labels) == {0, 1} and all(r["group"].endswith(("_female", "_male")) for r in rows)
+  assert all(r["group"].endswith("_male") == (r["label"] == 1) for r in rows)
+  assert summary["groups"]["all"]["n_labelled"] == 16
+  assert summary["groups"]["all"]["accuracy"] == pytest.approx(
+      np.mean([r["predicted"] == r["label"] for r in rows]))
+  assert sum("overlay" in r for r in rows) == 3  # max_overlays.
