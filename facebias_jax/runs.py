@@ -33,16 +33,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import zlib
 from typing import Any, Mapping
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
+from facebias_jax.checksums import tree_crc
 from facebias_jax.models import get_model
 
 CONFIG_FILE = "config.json"
@@ -315,20 +314,6 @@ def selected_step(workdir: str) -> int | None:
   with ocp.StandardCheckpointer() as checkpointer:
     best = int(checkpointer.restore(path)["best_step"])
   return best if best in steps else None
-
-
-def tree_crc(tree: Any) -> int:
-  """CRC-32 of a pytree's leaves (dtype, shape and bytes, in tree order).
-
-  A checkpoint's fingerprint: one flipped bit in a saved array gives another value.
-  Replicated arrays are read from their first local copy.
-  """
-  crc = 0
-  for leaf in jax.tree.leaves(tree):
-    arr = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
-    crc = zlib.crc32(f"{arr.dtype.str}{arr.shape}".encode(), crc)
-    crc = zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1), crc)
-  return crc
 
 
 def read_integrity(workdir: str, step: int) -> dict[str, int] | None:

@@ -32,7 +32,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from facebias_jax import runs
+from facebias_jax import checksums, runs
 from facebias_jax.train import steps as steps_lib
 from facebias_jax.train import workdir as workdir_lib
 
@@ -116,7 +116,7 @@ class Checkpointer:
     items = {runs.MODEL_ITEM: runs.model_item(state.params, state.model_state),
              runs.TRAIN_ITEM: _train_item(state), runs.SAMPLER_ITEM: sampler,
              runs.SELECTION_ITEM: selection}
-    integrity = {"crc32": {name: runs.tree_crc(item) for name, item in items.items()}}
+    integrity = {"crc32": {name: checksums.tree_crc(item) for name, item in items.items()}}
     args = {name: ocp.args.StandardSave(item) for name, item in items.items()}
     args[runs.INTEGRITY_ITEM] = ocp.args.JsonSave(integrity)
     with self._disk_full_as_one_line():
