@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from experiments import common
 from experiments.configs import predict as predict_config
+from facebias_jax import runs
 from facebias_jax.eval import predict
 from facebias_jax.studies import gender_neutral
 
@@ -44,6 +45,7 @@ def folder_config(config):
 def main(argv: list[str]) -> None:
   config = common.apply_aliases(_CONFIG.value, _ALIASES, ALIASES)
   if config.images:
+    gender_neutral.check_sex_classifier(runs.read_config(config.run), config.run)
     summary = predict.run_prediction(folder_config(config), _WORKDIR.value)
     overall = summary["groups"]["all"]
     print(f"{summary['num_predictions']} faces: mean P(Male) {overall['mean']:.3f}, "

@@ -53,6 +53,11 @@ def main(argv: list[str]) -> None:
           f"{', '.join(summary['no_face'][:5])}{', ...' if len(summary['no_face']) > 5 else ''}")
   for skipped in summary["skipped"]:
     print(f"skipped {skipped['file']}: {skipped['reason']}")
+  unmatched = summary["input"].get("labels_without_image") or []
+  if unmatched:
+    print(f"{len(unmatched)} row(s) of {summary['input']['labels']} name no image under "
+          f"{summary['input']['path']}: {', '.join(unmatched[:5])}"
+          f"{', ...' if len(unmatched) > 5 else ''} (paths are relative to the folder)")
 
 
 if __name__ == "__main__":

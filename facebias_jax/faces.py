@@ -39,8 +39,8 @@ import numpy as np
 
 DETECTORS = ("cnn", "hog", "haar")
 DEFAULT_DETECTOR = "cnn"
-# The CNN's cost grows with the pixel count; faces in portraits stay far above its
-# ~40 px minimum after shrinking the longer side to this.
+# The CNN's cost grows with the pixel count; faces in portraits stay above its ~80 px
+# minimum after shrinking the longer side to this.
 CNN_MAX_SIDE = 384
 CNN_WEIGHTS = "mmod_human_face_detector.dat"
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
@@ -49,8 +49,10 @@ DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 DEFAULT_SCALE_FACTOR = 1.1
 DEFAULT_MIN_NEIGHBORS = 5
 DEFAULT_MIN_SIZE = (30, 30)
-# dlib's HOG window is 80x80 px; each upsampling halves the smallest face it finds
-# (1: about 40 px) at about 4x the cost. The CNN finds ~40 px faces without it.
+# dlib's HOG and CNN windows are about 80x80 px: each upsampling halves the smallest
+# face found (1: about 40 px) at about 4x the cost. HOG upsamples once by default; the
+# CNN does not (it runs on images shrunk to CNN_MAX_SIDE: faces of about a fifth of the
+# longer side and more), so for small faces pass upsample=1 or a larger max_side.
 DEFAULT_UPSAMPLE = {"hog": 1, "cnn": 0}
 
 Box = tuple[int, int, int, int]
@@ -138,10 +140,12 @@ def load_dlib_detector(detector: str):
   return dlib.get_frontal_face_detector()
 
 
-def check_detector(detector: str) -> str:
-  """Returns ``detector`` if it is one of ``DETECTORS``, else raises a ValueError."""
+def check_detector(detector: str, flag: str = "detector") -> str:
+  """Returns ``detector`` if it is one of ``DETECTORS``, else raises a ValueError that
+  names ``flag`` (the option the user set)."""
   if detector not in DETECTORS:
-    raise ValueError(f"Unknown face detector {detector!r}; use one of {', '.join(DETECTORS)}")
+    raise ValueError(f"{flag}={detector!r} is not a face detector; use one of "
+                     f"{', '.join(DETECTORS)}")
   return detector
 
 
@@ -279,8 +283,8 @@ def detect_largest_face(image_rgb: np.ndarray, *, min_size_fraction: float = 0.1
   """
   min_side = max(12, int(min(image_rgb.shape[:2]) * min_size_fraction))
   # BGR for detect_faces: the CNN sees colour, the cascade the same grey image.
-  boxes = detect_faces(np.ascontiguousarray(image_rgb[..., ::-1]), min_size=(min_side, min_side),
-                       max_faces=1, detector=detector)
+  image = image_rgb if image_rgb.ndim == 2 else np.ascontiguousarray(image_rgb[..., ::-1])
+  boxes = detect_faces(image, min_size=(min_side, min_side), max_faces=1, detector=detector)
   if not boxes:
     return None
   x, y, w, h = boxes[0]

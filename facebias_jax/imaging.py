@@ -35,6 +35,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive.
 
 
+class CorruptImageError(ValueError):
+  """An image file that cannot be decoded completely (empty, truncated, not an image)."""
+
+
 def _check_normalization(normalize: str) -> None:
   if normalize not in NORMALIZATIONS:
     raise ValueError(f"normalize={normalize!r} is not one of {NORMALIZATIONS} (the "
@@ -138,7 +142,7 @@ def wrap_text(text: str, width: int, font_scale: float) -> list[str]:
     if lines and _text_width(candidate, font_scale) <= width - 2:
       lines[-1] = candidate
       continue
-    while word and _text_width(word, font_scale) > width - 2:
+    while len(word) > 1 and _text_width(word, font_scale) > width - 2:
       cut = len(word) - 1
       while cut > 1 and _text_width(word[:cut], font_scale) > width - 2:
         cut -= 1
@@ -179,6 +183,57 @@ def load_image(path: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ files and crops
+
+
+def _is_truncated(data: bytes) -> bool:
+  """True when an encoded JPEG/PNG stops before its end marker.
+
+  OpenCV decodes a truncated JPEG without error (it fills the rest with grey and
+  prints a warning), so the end markers are checked here. For JPEG the end-of-image
+  marker must follow the *last* start-of-scan marker: an EXIF thumbnail near the
+  start carries its own EOI, and byte stuffing keeps both markers out of the
+  entropy-coded data.
+  """
+  if data[:2] == b"\xff\xd8":
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0
+  if data[:8] == b"\x89PNG\r\n\x1a\n":
+    return b"IEND" not in data[-32:]
+  return False
+
+
+def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+  """Decodes JPEG/PNG bytes to RGB uint8 ``[H, W, 3]``.
+
+  Args:
+    data: the encoded image.
+    source: where it came from, for the error message.
+
+  Returns:
+    The decoded image.
+
+  Raises:
+    CorruptImageError: undecodable or truncated data.
+  """
+  if not data:
+    raise CorruptImageError(f"{source}: empty image file.")
+  if _is_truncated(data):
+    raise CorruptImageError(f"{source}: the image is truncated (no end marker).")
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise CorruptImageError(f"{source}: not a decodable JPEG/PNG image.")
+  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def folder_images(folder: str):
+  """``(name relative to folder, RGB image or None, why not)`` of every image file under
+  ``folder`` (:func:`list_images` order); unreadable files come with the reason."""
+  for path in list_images(folder):
+    name = os.path.relpath(str(path), folder)
+    try:
+      yield name, decode_image(path.read_bytes(), name), None
+    except (CorruptImageError, OSError) as err:
+      yield name, None, str(err).split(": ", 1)[-1].rstrip(".")
 
 
 def list_images(root: os.PathLike | str, *, recursive: bool = True) -> list[epath.Path]:

@@ -101,3 +101,8 @@ def test_captions_wrap_and_the_strip_grows_instead_of_cutting():
   # The text is drawn: the strip under the first tile is no longer blank.
   strip = long[2 + 32:, 2:34]
   assert (strip < 128).any()
+
+
+def test_wrap_text_ends_when_a_character_is_wider_than_the_tile():
+  assert imaging.wrap_text("abc", 2, 0.3) == ["a", "b", "c"]
+  assert imaging.tile_grid(np.zeros((1, 4, 4, 3), np.uint8), ["mm"]).shape[1] == 8

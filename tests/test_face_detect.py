@@ -108,7 +108,7 @@ def test_cnn_detects_on_a_shrunk_copy_and_maps_boxes_back():
 
 
 def test_unknown_detector_and_bad_upsample():
-  with pytest.raises(ValueError, match="Unknown face detector 'mtcnn'; use one of cnn, hog, haar"):
+  with pytest.raises(ValueError, match="detector='mtcnn' is not a face detector; use one of cnn, hog, haar"):
     face_detect.detect_faces(np.zeros((20, 20, 3), np.uint8), detector="mtcnn")
   with pytest.raises(ValueError, match="upsample"):
     face_detect.detect_faces(np.zeros((20, 20, 3), np.uint8), detector="hog", upsample=-1)

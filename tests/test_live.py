@@ -88,7 +88,7 @@ def test_image_folder_whole_image_and_a_corrupt_file(checkpoint, tmp_path):
   summary = live.run(_config(checkpoint, image=str(folder), output=out, whole_image=True),
                      on_frame=lambda frame, result: seen.append(result))
   assert summary["frames"] == 2 and summary["faces"] == 2
-  assert summary["skipped"] == [("broken.png", "OpenCV cannot decode it")]
+  assert summary["skipped"] == [("broken.png", "not a decodable JPEG/PNG image")]
   h, w = frames[0].shape[:2]
   side = min(h, w)  # Whole image: the centre square, no detection.
   assert seen[0].regions == [((w - side) // 2, (h - side) // 2, (w - side) // 2 + side,

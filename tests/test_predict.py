@@ -47,7 +47,7 @@ def test_folder_without_labels_whole_images(checkpoint, folder, tmp_path):
                                    progress=False)
   assert summary["num_images"] == 3 and summary["num_predictions"] == 3
   assert summary["skipped"] == [{"file": "corrupt.jpg",
-                                 "reason": "not a readable image (corrupt or unsupported)"}]
+                                 "reason": "the image is truncated (no end marker)"}]
   rows = _read_csv(os.path.join(out, "predictions.csv"))
   assert [r["name"] for r in rows] == ["a.png", "c.png", os.path.join("nested", "b.jpg")]
   names = runs.class_names(runs.read_config(checkpoint))
@@ -57,7 +57,7 @@ def test_folder_without_labels_whole_images(checkpoint, folder, tmp_path):
     assert np.isclose(p.sum(), 1.0, atol=1e-5) and r["label"] == "" and r["correct"] == ""
     assert int(r["predicted"]) == int(np.argmax(p)) and r["face"] == "-1"
     assert os.path.isfile(os.path.join(out, r["overlay"]))
-  assert rows[0]["overlay"] == os.path.join("overlays", "a.png")
+  assert rows[0]["overlay"] == os.path.join("overlays", "a.png.png")
   assert os.path.isfile(os.path.join(out, "grid.png"))
   assert os.path.isfile(os.path.join(out, "probability_by_group.png"))
   assert summary["groups"]["all"]["n"] == 3 and summary["groups"]["all"]["accuracy"] is None
@@ -77,7 +77,9 @@ def test_probabilities_equal_the_model_on_the_centre_square(checkpoint, folder, 
 
 def test_labels_csv_gives_accuracy_and_groups(checkpoint, folder, tmp_path):
   labels = tmp_path / "labels.csv"
-  labels.write_text("file,label,group\na.png,male,g1\nnested/b.jpg,0,g2\nc.png,Female,g2\n")
+  # As a spreadsheet saves it (a byte-order mark), with a row naming no image.
+  labels.write_text("\ufefffile,label,group\na.png,male,g1\nnested/b.jpg,0,g2\n"
+                    "c.png,Female,g2\nmissing.png,male,g1\n", encoding="utf-8")
   out = str(tmp_path / "out")
   summary = predict.run_prediction(_config(checkpoint, images=str(folder), labels=str(labels)),
                                    out, progress=False)
@@ -86,6 +88,7 @@ def test_labels_csv_gives_accuracy_and_groups(checkpoint, folder, tmp_path):
   correct = [r["predicted"] == r["label"] for r in rows]
   assert summary["groups"]["all"]["accuracy"] == pytest.approx(np.mean(correct))
   assert summary["groups"]["g2"]["n"] == 2
+  assert summary["input"]["labels_without_image"] == ["missing.png"]
   bad = tmp_path / "bad.csv"
   bad.write_text("file,label\na.png,cat\n")
   with pytest.raises(ValueError, match=r"bad.csv:2: label 'cat' is neither a class name"):
@@ -106,6 +109,12 @@ def test_video_frames_and_detected_faces(checkpoint, tmp_path):
     x0, y0, x1, y1 = r["box"]
     assert x <= (x0 + x1) / 2 <= x + w and y <= (y0 + y1) / 2 <= y + h and r["face"] == 0
   assert os.path.isfile(os.path.join(out, "overlays", "clip.avi_000000_face0.png"))
+  targeted = predict.run_prediction(_config(checkpoint, video=video, target=0),
+                                    str(tmp_path / "target"), progress=False)
+  rows0 = json.load(open(tmp_path / "target" / "predictions.json"))
+  # target picks the class the map explains; the prediction stays the most probable.
+  assert all(r["predicted"] == int(r["p_male"] > r["p_female"]) for r in rows0)
+  assert targeted["num_predictions"] == 5
   every = predict.run_prediction(_config(checkpoint, video=video, every_nth_frame=2),
                                  str(tmp_path / "every"), progress=False)
   assert every["num_images"] == 3  # Frames 0, 2, 4.
@@ -113,11 +122,13 @@ def test_video_frames_and_detected_faces(checkpoint, tmp_path):
 
 def test_bad_options_and_inputs(checkpoint, folder, tmp_path):
   out = str(tmp_path / "out")
+  with pytest.raises(ValueError, match=r"--config.hist_class=5 is not a class of this run"):
+    predict.run_prediction(_config(checkpoint, images=str(folder), hist_class=5), out)
   with pytest.raises(ValueError, match="give one input"):
     predict.run_prediction(_config(checkpoint, images=str(folder), video="x.mp4"), out)
   with pytest.raises(FileNotFoundError, match="--config.images=/nope: no such folder"):
     predict.run_prediction(_config(checkpoint, images="/nope"), out)
-  with pytest.raises(ValueError, match="Unknown face detector"):
+  with pytest.raises(ValueError, match="--config.detector='yolo' is not a face detector"):
     predict.run_prediction(_config(checkpoint, images=str(folder), detector="yolo"), out)
   empty = tmp_path / "empty"
   empty.mkdir()
@@ -138,7 +149,7 @@ def test_script_on_a_folder(checkpoint, folder, tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert "3 predictions on 3 images" in proc.stdout
-  assert "skipped corrupt.jpg: not a readable image" in proc.stdout
+  assert "skipped corrupt.jpg: the image is truncated (no end marker)" in proc.stdout
 
 
 def test_prepared_split_with_labels_and_groups(checkpoint, tmp_path):
@@ -158,3 +169,13 @@ def test_prepared_split_with_labels_and_groups(checkpoint, tmp_path):
   assert summary["groups"]["all"]["accuracy"] == pytest.approx(
       np.mean([r["predicted"] == r["label"] for r in rows]))
   assert sum("overlay" in r for r in rows) == 3  # max_overlays.
+
+
+def test_split_images_grey_and_rgb_become_rgb():
+  grey = [{"image": np.full((8, 8, 1), 7, np.uint8), "label": 1}]
+  items = list(predict.split_inputs(grey, split="test", label_key="label",
+                                    group_names=None).items)
+  assert items[0].image.shape == (8, 8, 3) and items[0].name == "test/000000"
+  named = [{"image": np.zeros((4, 4, 3), np.uint8), "filename": b"x/y.jpg"}]
+  assert next(iter(predict.split_inputs(named, split="test", label_key="label",
+                                        group_names=None).items)).name == "x/y.jpg"

@@ -16,7 +16,10 @@ Fields: ``run`` (``--run``), ``step``; the input (``images``, ``labels`` = a CSV
 ``every_nth_frame``, or the dataset fields); ``detect_faces`` (False: the whole image's
 centre square, as the model was trained on face crops; True: every face found by
 ``detector``, each box grown by ``margin`` per side, at most ``max_faces`` per image,
-none smaller than ``min_face_size`` px); ``method`` (``auto`` = ``cam`` for GAP +
+none smaller than ``min_face_size`` px; ``max_side`` and ``upsample`` are the
+detector's, see ``facebias_jax.faces.detect_faces``: the CNN looks at images shrunk to
+384 px and finds faces of about 80 px there, so for group photos with small faces set
+``upsample=1`` or a larger ``max_side``); ``method`` (``auto`` = ``cam`` for GAP +
 linear heads, else ``gradcam``), ``target`` (class explained; default the prediction);
 ``max_images`` (0 = all), ``max_overlays`` (overlay files written), ``grid_size``,
 ``batch_size``, ``image_format`` and ``hist_class`` (the class whose probability the
@@ -41,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.margin = 0.25
   config.max_faces = 4
   config.min_face_size = 24
+  config.max_side = optional(int)
+  config.upsample = optional(int)
   config.method = "auto"
   config.target = optional(int)
   config.max_images = 0

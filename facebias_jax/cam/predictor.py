@@ -3,6 +3,8 @@
 * :func:`make_predictor`: one compiled call returning the predicted class, its
   probability and its class activation map for a batch (the demo runs it per frame,
   the export per batch of a dataset split).
+* :func:`pad_batch` / :func:`predict_in_batches`: fixed-size batches of uint8 images
+  (the last padded), so the predictor compiles once;
 * :func:`prediction_label`: a readable caption ("male 0.93").
 * :func:`energy_markdown` / :func:`plot_energy`: the per-group share of CAM energy
   inside the face region (``aggregate.group_energy``) as a table and a bar plot.
@@ -21,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from facebias_jax import models
+from facebias_jax import imaging, models
 from facebias_jax.cam import compute, methods
 
 
@@ -80,6 +82,33 @@ def make_predictor(model: Any, method: str = "cam", *, target: int | None = None
 
   predict.method = method
   return predict
+
+
+def pad_batch(images: np.ndarray, batch_size: int) -> np.ndarray:
+  """``images`` zero-padded to ``batch_size`` rows: one batch shape, one compilation."""
+  if len(images) > batch_size:
+    raise ValueError(f"{len(images)} images do not fit a batch of {batch_size}")
+  out = np.zeros((batch_size, *images.shape[1:]), images.dtype)
+  out[:len(images)] = images
+  return out
+
+
+def predict_padded(predict: Callable, images_uint8: np.ndarray, normalize: str
+                   ) -> tuple[np.ndarray, ...]:
+  """``predict`` (:func:`make_predictor`) on uint8 images of a padded batch."""
+  return predict(imaging.normalize_images(images_uint8, normalize))
+
+
+def predict_in_batches(predict: Callable, images_uint8: np.ndarray, *, batch_size: int,
+                       normalize: str) -> tuple[np.ndarray, ...]:
+  """:func:`make_predictor`'s outputs for any number of uint8 images, in fixed-size
+  batches (the last one padded, the padding dropped)."""
+  parts = []
+  for start in range(0, len(images_uint8), batch_size):
+    chunk = images_uint8[start:start + batch_size]
+    out = predict_padded(predict, pad_batch(chunk, batch_size), normalize)
+    parts.append([a[:len(chunk)] for a in out])
+  return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def prediction_label(names: Sequence[str], predicted: int, probability: float) -> str:

@@ -247,13 +247,13 @@ class Reader:
         if mask_feature is not None:
           mask = mask_feature.decode_example_np(
               feature[RECORD_MASK_KEY].bytes_list.value[0])
-        out.append((_as_rgb(image), mask))
+        out.append((as_rgb(image), mask))
       return out
     out = []
     for i in ids:
       record = self.source[int(i)]
       mask = np.asarray(record[RECORD_MASK_KEY], bool) if want_mask else None
-      out.append((_as_rgb(np.asarray(record["image"])), mask))
+      out.append((as_rgb(np.asarray(record["image"])), mask))
     return out
 
 
@@ -286,7 +286,8 @@ def _plain_value(value, kind: str):
   return int(value) if kind == "int" else float(value)
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
+def as_rgb(image: np.ndarray) -> np.ndarray:
+  """RGB ``[H, W, 3]`` of a stored image: grey ``[H, W]`` or ``[H, W, 1]`` repeated."""
   if image.ndim == 2:
     return np.repeat(image[..., None], 3, axis=-1)
   if image.shape[-1] == 1:

@@ -61,7 +61,8 @@ class FrameSource:
       if not self.capture.isOpened():
         raise DemoInputError(f"--video={video}: OpenCV cannot read this file (not a video, "
                              "corrupt, or a codec FFmpeg in opencv-python lacks)")
-    elif os.path.isdir(image):
+    elif os.path.isdir(os.path.expanduser(image)):
+      image = os.path.expanduser(image)
       self.kind, self.name = "folder", image
       self.files = [os.path.relpath(str(p), image) for p in imaging.list_images(image)]
       if not self.files:
@@ -90,13 +91,12 @@ class FrameSource:
       yield self.still.copy()
       return
     if self.kind == "folder":
-      for name in self.files:
-        frame = cv2.imread(os.path.join(self.name, name), cv2.IMREAD_COLOR)
-        if frame is None:
-          self.skipped.append((name, "OpenCV cannot decode it"))
+      for name, image, why in imaging.folder_images(self.name):
+        if image is None:
+          self.skipped.append((name, why))
           continue
         self.current = name
-        yield frame
+        yield np.ascontiguousarray(image[..., ::-1])
       if len(self.skipped) == len(self.files):
         raise DemoInputError(f"--image={self.name}: none of its {len(self.files)} image "
                              "files could be decoded")

@@ -88,7 +88,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.method != "auto":
     cam_methods.check_method(config.method)
   d = config.detector
-  faces.check_detector(d.name)
+  faces.check_detector(d.name, flag="--config.detector.name")
   if d.max_side and d.max_side < 24:
     raise ValueError(f"--config.detector.max_side must be 0 (off) or >= 24, got {d.max_side}")
   if d.scale_factor <= 1.0:

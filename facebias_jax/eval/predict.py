@@ -9,7 +9,8 @@ split -- with or without labels, and writes into ``workdir``:
   split's ``test/000042`` or its ``filename`` feature), the face index and box, the
   probability of every class, the predicted class, and label, group and correctness
   when they are known;
-* ``overlays/<file stem>[_face<k>].<fmt>``: the crop next to its CAM overlay;
+* ``overlays/<file name>[_face<k>].<fmt>``: the crop next to its CAM overlay (``a.jpg``
+  -> ``a.jpg.png``);
 * ``grid.<fmt>``: the first ``grid_size`` overlays in one picture;
 * ``probability_by_group.png``: a histogram of the probability of ``hist_class`` per
   group (one group, ``all``, when none are known);
@@ -91,7 +92,8 @@ def read_labels(path: str, class_names: Sequence[str]) -> dict[str, tuple[int | 
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"--config.labels={path}: no such file")
-  with open(path, newline="") as f:
+  # utf-8-sig: spreadsheets save UTF-8 CSVs with a byte-order mark.
+  with open(path, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
     fields = [c.strip().lower() for c in reader.fieldnames or []]
     if "file" not in fields:
@@ -108,23 +110,23 @@ def read_labels(path: str, class_names: Sequence[str]) -> dict[str, tuple[int | 
 
 def folder_inputs(folder: str, labels: Mapping[str, tuple[int | None, str | None]] | None = None
                   ) -> Inputs:
-  """Every ``.jpg``/``.jpeg``/``.png`` under ``folder``; undecodable files are skipped."""
+  """Every ``.jpg``/``.jpeg``/``.png`` under ``folder``; files that cannot be decoded
+  completely (truncated too) are skipped and listed."""
   if not os.path.isdir(folder):
     raise FileNotFoundError(f"--config.images={folder}: no such folder")
-  names = [os.path.relpath(str(p), folder) for p in imaging.list_images(folder)]
-  if not names:
+  total = len(imaging.list_images(folder))
+  if not total:
     raise ValueError(f"--config.images={folder}: no .jpg/.jpeg/.png file in this folder or "
                      "below it")
-  inputs = Inputs(items=[], total=len(names))
+  inputs = Inputs(items=[], total=total)
 
   def items() -> Iterator[Item]:
-    for name in names:
-      image = cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR)
+    for name, image, why in imaging.folder_images(folder):
       if image is None:
-        inputs.skipped.append((name, "not a readable image (corrupt or unsupported)"))
+        inputs.skipped.append((name, why))
         continue
       label, group = (labels or {}).get(os.path.normpath(name), (None, None))
-      yield Item(name, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label, group)
+      yield Item(name, image, label, group)
 
   inputs.items = items()
   return inputs
@@ -176,8 +178,7 @@ def split_inputs(source: Sequence[Any], *, split: str, label_key: str | None,
           else f"{split}/{index:06d}"
       label = int(record[label_key]) if label_key and label_key in record else None
       group = str(group_names[index]) if group_names is not None else None
-      image = np.asarray(record["image"])
-      yield Item(name, image if image.shape[-1] == 3 else np.repeat(image, 3, -1), label, group)
+      yield Item(name, sources.as_rgb(np.asarray(record["image"])), label, group)
 
   return Inputs(items(), n)
 
@@ -186,7 +187,8 @@ def split_inputs(source: Sequence[Any], *, split: str, label_key: str | None,
 
 
 def face_regions(image_rgb: np.ndarray, *, detect: bool, detector: str, margin: float,
-                 max_faces: int, min_face_size: int) -> list[tuple[tuple | None, tuple]]:
+                 max_faces: int, min_face_size: int, max_side: int | None = None,
+                 upsample: int | None = None) -> list[tuple[tuple | None, tuple]]:
   """``(face box or None, crop box)`` pairs of an image, boxes as ``(x0, y0, x1, y1)``.
 
   Without ``detect``: one pair, no face box and the centre square. With it: each face
@@ -197,7 +199,8 @@ def face_regions(image_rgb: np.ndarray, *, detect: bool, detector: str, margin: 
   if not detect:
     return [(None, imaging.center_square_box(*image_rgb.shape[:2]))]
   boxes = faces.detect_faces(np.ascontiguousarray(image_rgb[..., ::-1]), detector=detector,
-                             max_faces=max_faces, min_size=(min_face_size, min_face_size))
+                             max_faces=max_faces, min_size=(min_face_size, min_face_size),
+                             max_side=max_side, upsample=upsample)
   pairs = []
   for x, y, w, h in boxes:
     box = (x, y, x + w, y + h)
@@ -226,20 +229,35 @@ def _check(config: Any) -> None:
       raise ValueError(f"--config.{field} must be >= 0, got {config[field]}")
   if not 0.0 <= float(config.margin) <= 2.0:
     raise ValueError(f"--config.margin must be in [0, 2], got {config.margin}")
-  faces.check_detector(config.detector)
+  faces.check_detector(config.detector, flag="--config.detector")
   if config.method != "auto":
     cam.methods.check_method(config.method)
   if config.labels and not config.images:
     raise ValueError("--config.labels (a CSV of file,label,group) applies to "
                      "--config.images only; a dataset split brings its own labels")
+  if config.max_side is not None and config.max_side < 24:
+    raise ValueError(f"--config.max_side must be >= 24 (or unset), got {config.max_side}")
+  if config.upsample is not None and config.upsample < 0:
+    raise ValueError(f"--config.upsample must be >= 0 (or unset), got {config.upsample}")
+
+
+def _check_classes(config: Any, names: Sequence[str]) -> None:
+  for field in ("hist_class", "target"):
+    value = config.get(field)
+    if value is not None and not 0 <= int(value) < len(names):
+      raise ValueError(f"--config.{field}={value} is not a class of this run (0-"
+                       f"{len(names) - 1}: {', '.join(names)})")
 
 
 def _inputs(config: Any, run: runs.Run, names: Sequence[str]) -> tuple[Inputs, dict[str, Any]]:
   """The input of the config and a description of it for ``predict.json``."""
   if config.images:
     labels = read_labels(config.labels, names) if config.labels else None
-    return folder_inputs(config.images, labels), {"kind": "folder", "path": config.images,
-                                                  "labels": config.labels}
+    inputs = folder_inputs(config.images, labels)
+    listed = {os.path.normpath(os.path.relpath(str(p), config.images))
+              for p in imaging.list_images(config.images)}
+    return inputs, {"kind": "folder", "path": config.images, "labels": config.labels,
+                    "labels_without_image": sorted(set(labels or {}) - listed)}
   if config.video:
     return (video_inputs(config.video, every=int(config.every_nth_frame),
                          max_frames=int(config.max_images)),
@@ -279,10 +297,11 @@ class _Batcher:
     if not self.crops:
       return []
     n = len(self.crops)
-    batch = np.zeros((self.batch_size, self.image_size, self.image_size, 3), np.uint8)
-    batch[:n] = np.stack(self.crops)
-    predicted, _, maps, probs = self.predict(imaging.normalize_images(batch, self.normalize))
-    out = [(self.meta[i], self.crops[i], probs[i], int(predicted[i]), maps[i]) for i in range(n)]
+    batch = cam_predictor.pad_batch(np.stack(self.crops), self.batch_size)
+    _, _, maps, probs = cam_predictor.predict_padded(self.predict, batch, self.normalize)
+    # The prediction is the most probable class; the map is of config.target when set.
+    out = [(self.meta[i], self.crops[i], probs[i], int(np.argmax(probs[i])), maps[i])
+           for i in range(n)]
     self.crops, self.meta = [], []
     return out
 
@@ -347,8 +366,9 @@ def plot_probability_histogram(rows: Sequence[Mapping[str, Any]], path: str, *, 
 
 
 def _overlay_name(name: str, face: int, detect: bool, fmt: str) -> str:
-  stem = os.path.splitext(name)[0] if "#" not in name else name.replace("#", "_")
-  return f"{stem}{f'_face{face}' if detect else ''}.{fmt}"
+  """``a.jpg`` -> ``a.jpg.png`` (``a.png`` stays apart), ``clip.avi#000012`` ->
+  ``clip.avi_000012.png``; ``_face<k>`` with detection."""
+  return f"{name.replace('#', '_')}{f'_face{face}' if detect else ''}.{fmt}"
 
 
 def run_prediction(config: ml_collections.ConfigDict, workdir: str, *,
@@ -360,9 +380,14 @@ def run_prediction(config: ml_collections.ConfigDict, workdir: str, *,
     ``no_face`` (images where detection found nothing), ``skipped``, ``groups``
     (:func:`group_summary`) and paths; the rows are in ``predictions.json``.
   """
+  config = config.copy_and_resolve_references()
+  for field in ("images", "video", "labels"):  # "--images=~/photos": the shell leaves ~.
+    if config.get(field):
+      config[field] = os.path.expanduser(config[field])
   _check(config)
   run = runs.load_run(config.run, step=config.step)
   names = list(runs.class_names(run.config))
+  _check_classes(config, names)
   image_size = int(runs.config_value(run.config, "data.image_size"))
   normalize = str(runs.config_value(run.config, "data.normalize", "unit"))
   predict = cam_predictor.make_predictor(run.model, config.method, target=config.target)
@@ -394,7 +419,8 @@ def run_prediction(config: ml_collections.ConfigDict, workdir: str, *,
     num_images += 1
     pairs = face_regions(item.image, detect=detect, detector=config.detector,
                          margin=float(config.margin), max_faces=int(config.max_faces),
-                         min_face_size=int(config.min_face_size))
+                         min_face_size=int(config.min_face_size), max_side=config.max_side,
+                         upsample=config.upsample)
     if not pairs:
       no_face.append(item.name)
     for face, (box, crop_box) in enumerate(pairs):
@@ -414,8 +440,7 @@ def run_prediction(config: ml_collections.ConfigDict, workdir: str, *,
                      + (" (try --config.detect_faces=False or another --config.detector)"
                         if detect else ""))
 
-  prob_key = f"p_{imaging.slug(names[int(config.hist_class)], 'class')}" \
-      if int(config.hist_class) < len(names) else "probability"
+  prob_key = f"p_{imaging.slug(names[int(config.hist_class)], 'class')}"
   paths = {"predictions_csv": os.path.join(workdir, "predictions.csv"),
            "predictions_json": os.path.join(workdir, "predictions.json")}
   columns = list(dict.fromkeys(k for r in rows for k in r))

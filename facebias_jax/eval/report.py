@@ -142,11 +142,15 @@ def face_detection_markdown(detection: Mapping[str, Any]) -> list[str]:
   rows = [[name, r["n"], r["found"],
            fmt_ci(r["rate"], r["rate_ci"]), fmt(r["accuracy_all"]), fmt(r["accuracy_found"])]
           for name, r in [("all", o), *detection["groups"].items()]]
-  return ["## Face detection", "",
-          f"The face detector of the dataset found {o['found']} of {o['n']} faces; the other "
-          f"{o['excluded']} images were cropped at the centre instead, and the metrics above "
-          "include them. The detector's misses are part of the measurement: compare the "
-          "detection rate per group, and the accuracy on detected faces only.", "",
+  if o["excluded"] == 0:
+    text = (f"Every image has `face_found` = 1 ({o['n']}): each face was detected, or the "
+            "dataset holds whole images that no detector cropped.")
+  else:
+    text = (f"The face detector of the dataset found {o['found']} of {o['n']} faces; the "
+            f"other {o['excluded']} images were cropped at the centre instead, and the "
+            "metrics above include them. The detector's misses are part of the measurement: "
+            "compare the detection rate per group, and the accuracy on detected faces only.")
+  return ["## Face detection", "", text, "",
           md_table(["Group", "n", "Face found", "Detection rate [95% CI]", "Accuracy (all)",
                     "Accuracy (face found)"], rows), ""]
 

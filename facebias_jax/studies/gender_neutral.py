@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from facebias_jax import cam, imaging, runs
+from facebias_jax import cam, runs
 from facebias_jax.cam import faithfulness
 from facebias_jax.cam import predictor as cam_predictor
 from facebias_jax.data import groups as groups_lib
@@ -59,10 +59,11 @@ def parse_levels(text: str) -> list[float]:
   return levels
 
 
-def _check_sex_classifier(run: runs.Run) -> None:
-  names = runs.class_names(run.config)
+def check_sex_classifier(config: Any, workdir: str) -> None:
+  """Raises a ValueError unless the run of ``config`` classifies sex (female, male)."""
+  names = runs.class_names(config)
   if tuple(names) != SEXES:
-    raise ValueError(f"{run.workdir} is not a sex classifier (its classes are "
+    raise ValueError(f"{workdir} is not a sex classifier (its classes are "
                      f"{', '.join(names)}); train one with experiments/configs/"
                      "resnet18_sex.py (label Male)")
 
@@ -168,7 +169,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, *, progress: bool
                      f"{config.per_group} and {config.batch_size}")
   levels = parse_levels(config.levels)
   run = runs.load_run(config.run, step=config.step)
-  _check_sex_classifier(run)
+  check_sex_classifier(run.config, run.workdir)
   image_size = int(runs.config_value(run.config, "data.image_size"))
   normalize = str(runs.config_value(run.config, "data.normalize", "unit"))
   predict = cam_predictor.make_predictor(run.model, config.method, target=1)
@@ -176,15 +177,9 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, *, progress: bool
   for level in tqdm(levels, desc="ambiguity levels", disable=not progress):
     data = ambiguous_faces(level, per_group=int(config.per_group), image_size=image_size,
                            seed=int(config.seed))
-    p_male, maps = [], []
-    for start in range(0, len(data["image"]), int(config.batch_size)):
-      chunk = data["image"][start:start + int(config.batch_size)]
-      padded = np.zeros((int(config.batch_size), *chunk.shape[1:]), np.uint8)
-      padded[:len(chunk)] = chunk  # One batch shape: one compilation.
-      _, prob, m, _ = predict(imaging.normalize_images(padded, normalize))
-      p_male.append(prob[:len(chunk)])
-      maps.append(m[:len(chunk)])
-    p_male, maps = np.concatenate(p_male), np.concatenate(maps)
+    # target=1: the probability and the map of class male for every face.
+    _, p_male, maps, _ = cam_predictor.predict_in_batches(
+        predict, data["image"], batch_size=int(config.batch_size), normalize=normalize)
     skin = groups_lib.assign_groups(data["attributes"], "skin").astype(str)
     results[f"{level:g}"] = level_result(
         p_male, data["label"], skin, faithfulness.energy_in_mask(maps, data["mask"]),

@@ -13,6 +13,9 @@ from typing import Sequence
 
 from etils import epath
 
+# Raised by ``imaging.decode_image``; builders raise it under ``strict``.
+from facebias_jax.imaging import CorruptImageError  # noqa: F401
+
 DOCS = "docs/datasets.md"
 
 
@@ -24,9 +27,6 @@ class AnnotationError(ValueError):
     self.line_no = int(line_no)
     super().__init__(f"{self.path}, line {self.line_no}: {message}")
 
-
-class CorruptImageError(ValueError):
-  """An image file that cannot be decoded completely (raised under ``strict``)."""
 
 
 def missing_path_error(path: os.PathLike | str, *, dataset: str,

@@ -23,52 +23,12 @@ import numpy as np
 from facebias_jax import faces
 # File listing and crops are shared with prediction on folders (``facebias_jax.imaging``).
 from facebias_jax.imaging import (IMAGE_EXTENSIONS, Box, center_square_box,  # noqa: F401
-                                  crop_resize, list_images, resize)
+                                  crop_resize, decode_image, list_images, resize)
 from facebias_jax.data.builders.errors import CorruptImageError, missing_path_error
 
 JPEG_QUALITY = 95
 # How many offending file names a warning lists before "...".
 _MAX_EXAMPLES_LISTED = 5
-
-
-def _is_truncated(data: bytes) -> bool:
-  """True when an encoded JPEG/PNG stops before its end marker.
-
-  OpenCV decodes a truncated JPEG without error (it fills the rest with grey and
-  prints a warning), so the end markers are checked here. For JPEG the end-of-image
-  marker must follow the *last* start-of-scan marker: an EXIF thumbnail near the
-  start carries its own EOI, and byte stuffing keeps both markers out of the
-  entropy-coded data.
-  """
-  if data[:2] == b"\xff\xd8":
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0
-  if data[:8] == b"\x89PNG\r\n\x1a\n":
-    return b"IEND" not in data[-32:]
-  return False
-
-
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-  """Decodes JPEG/PNG bytes to RGB uint8 ``[H, W, 3]``.
-
-  Args:
-    data: the encoded image.
-    source: where it came from, for the error message.
-
-  Returns:
-    The decoded image.
-
-  Raises:
-    CorruptImageError: undecodable or truncated data.
-  """
-  if not data:
-    raise CorruptImageError(f"{source}: empty image file.")
-  if _is_truncated(data):
-    raise CorruptImageError(f"{source}: the image is truncated (no end marker).")
-  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-  if bgr is None:
-    raise CorruptImageError(f"{source}: not a decodable JPEG/PNG image.")
-  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -164,7 +124,8 @@ def face_crop(image_rgb: np.ndarray, size: int, *, margin: float = 0.2,
     image_rgb: RGB uint8 image.
     size: output side.
     margin: extra context on each side, as a fraction of the face box side.
-    detector: returns the face box or None (the Haar cascade by default).
+    detector: returns the face box or None (``faces.detect_largest_face`` with
+      ``faces.DEFAULT_DETECTOR`` by default).
 
   Returns:
     ``(crop, found)``; when no face is found the largest centred square is used

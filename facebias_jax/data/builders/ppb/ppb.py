@@ -88,7 +88,7 @@ class PpbConfig(tfds.core.BuilderConfig):
   def __post_init__(self):
     if self.mode not in MODES:
       raise ValueError(f"PpbConfig {self.name!r}: mode={self.mode!r} is not one of {MODES}.")
-    faces.check_detector(self.detector)
+    faces.check_detector(self.detector, flag=f"PpbConfig({self.name!r}).detector")
     what = (f"largest face ({self.detector} detector) + margin" if self.mode == "cropped"
             else "whole image, aspect kept, padded")
     common.finish_config(self, f"{what}, {self.image_size}x{self.image_size}")
@@ -183,14 +183,16 @@ def examples(root: epath.Path, split: str, image_size: int, reader: image_io.Ima
     image = reader.read(image_dir / row.file)
     if image is None:
       continue
-    out, found = process_image(image, config)
+    # One detection per portrait, shared by the output crop and the skin-tone crop.
+    box = faces.detect_largest_face(image, detector=config.detector)
+    detect = lambda _: box  # noqa: E731
+    out, found = process_image(image, config, detector=detect)
     if not found:
       reader.note("no face found, centre crop used", row.file)
     # The skin tone is estimated on a face crop in both modes (a full portrait's centre
     # is often shirt or background), at a resolution with enough skin pixels.
     face = image_io.face_crop(image, ITA_CROP_SIZE, margin=float(config.margin),
-                              detector=functools.partial(faces.detect_largest_face,
-                                                         detector=config.detector))[0]
+                              detector=detect)[0]
     yield row.file, {
         **common.base_record(out, row.file, is_face=True), "Male": np.int32(row.male),
         "skin_type": np.int32(row.skin_type), "skin": np.int32(row.skin),
