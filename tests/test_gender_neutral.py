@@ -80,3 +80,16 @@ def test_script_on_a_folder_of_faces(checkpoint, tmp_path):
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.startswith("3 faces: mean P(Male)")
   assert os.path.isfile(tmp_path / "out" / "probability_by_group.png")
+
+
+@pytest.mark.slow
+def test_script_folder_mode_refuses_a_run_that_is_not_a_sex_classifier(tmp_path):
+  config = df.tiny_config(data_name="facebias_synthetic_faces/faces_vs_nonfaces_64")
+  run = df.tiny_checkpoint(str(tmp_path / "faces"), config)
+  imaging.save_image(str(tmp_path / "in" / "a.png"), df.detectable_faces()[0])
+  proc = subprocess.run([sys.executable, "-m", "experiments.gender_neutral", f"--run={run}",
+                         f"--images={tmp_path / 'in'}", f"--workdir={tmp_path / 'out'}"],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert "is not a sex classifier (its classes are non-face, face)" in proc.stderr
+  assert not os.path.exists(tmp_path / "out")  # Refused before any work.
