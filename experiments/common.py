@@ -3,7 +3,8 @@
 Scripts stay thin (flags, then one library function); the little they have in common
 lives here once:
 
-* :func:`run` -- ``absl.app.run`` with quiet logging, and user errors (a bad path or
+* :func:`run` -- ``absl.app.run`` with quiet logging, JAX's persistent compilation cache
+  (``facebias_jax.compilation_cache``), and user errors (a bad path or
   value: ``FileNotFoundError``, ``ValueError``, ``OSError``...) printed as one line
   ``<script>: error: ...`` with exit status 1 instead of a traceback; a run stopped by
   SIGTERM or Ctrl-C (checkpointed) prints one line and exits with 128 + the signal
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from absl import app, flags, logging
 
+from facebias_jax import compilation_cache
 from facebias_jax.train import loop, preemption, workdir as workdir_lib
 
 # Exceptions that mean "the user's input is wrong", reported without a traceback: bad
@@ -49,6 +51,7 @@ def run(main: Callable[[list[str]], None],
       std_logging.getLogger().setLevel(std_logging.WARNING)
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    compilation_cache.enable()
     try:
       main(argv)
     except preemption.TrainingInterrupted as e:

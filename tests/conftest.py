@@ -7,6 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # TFDS must never try the network in tests; builders read only from disk.
 os.environ.setdefault("TFDS_DISABLE_GCS", "1")
+# The scripts' persistent compilation cache stays off in tests (none writes to ~/.cache);
+# tests/test_compilation_cache.py turns it on in folders of its own.
+os.environ.setdefault("FACEBIAS_JAX_COMPILATION_CACHE", "off")
 
 
 import pytest  # noqa: E402  (after the environment above)
