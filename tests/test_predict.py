@@ -14,7 +14,7 @@ import train_testlib
 from experiments.configs import predict as predict_config
 from facebias_jax import imaging, runs
 from facebias_jax.cam import predictor as cam_predictor
-from facebias_jax.eval import predict
+from facebias_jax.eval import predict, predict_inputs
 
 
 def _config(run, **fields):
@@ -173,9 +173,9 @@ def test_prepared_split_with_labels_and_groups(checkpoint, tmp_path):
 
 def test_split_images_grey_and_rgb_become_rgb():
   grey = [{"image": np.full((8, 8, 1), 7, np.uint8), "label": 1}]
-  items = list(predict.split_inputs(grey, split="test", label_key="label",
+  items = list(predict_inputs.split_inputs(grey, split="test", label_key="label",
                                     group_names=None).items)
   assert items[0].image.shape == (8, 8, 3) and items[0].name == "test/000000"
   named = [{"image": np.zeros((4, 4, 3), np.uint8), "filename": b"x/y.jpg"}]
-  assert next(iter(predict.split_inputs(named, split="test", label_key="label",
+  assert next(iter(predict_inputs.split_inputs(named, split="test", label_key="label",
                                         group_names=None).items)).name == "x/y.jpg"
