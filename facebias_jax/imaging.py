@@ -225,13 +225,14 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def folder_images(folder: str):
-  """``(name relative to folder, RGB image or None, why not)`` of every image file under
-  ``folder`` (:func:`list_images` order); unreadable files come with the reason."""
-  for path in list_images(folder):
-    name = os.path.relpath(str(path), folder)
+def folder_images(folder: str, names: Sequence[str] | None = None):
+  """``(name relative to folder, RGB image or None, why not)`` of the image files ``names``
+  (default: :func:`list_images` of ``folder``); unreadable files come with the reason."""
+  if names is None:
+    names = [os.path.relpath(str(p), folder) for p in list_images(folder)]
+  for name in names:
     try:
-      yield name, decode_image(path.read_bytes(), name), None
+      yield name, decode_image(epath.Path(folder, name).read_bytes(), name), None
     except (CorruptImageError, OSError) as err:
       yield name, None, str(err).split(": ", 1)[-1].rstrip(".")
 

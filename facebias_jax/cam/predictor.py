@@ -93,12 +93,6 @@ def pad_batch(images: np.ndarray, batch_size: int) -> np.ndarray:
   return out
 
 
-def predict_padded(predict: Callable, images_uint8: np.ndarray, normalize: str
-                   ) -> tuple[np.ndarray, ...]:
-  """``predict`` (:func:`make_predictor`) on uint8 images of a padded batch."""
-  return predict(imaging.normalize_images(images_uint8, normalize))
-
-
 def predict_in_batches(predict: Callable, images_uint8: np.ndarray, *, batch_size: int,
                        normalize: str) -> tuple[np.ndarray, ...]:
   """:func:`make_predictor`'s outputs for any number of uint8 images, in fixed-size
@@ -106,7 +100,7 @@ def predict_in_batches(predict: Callable, images_uint8: np.ndarray, *, batch_siz
   parts = []
   for start in range(0, len(images_uint8), batch_size):
     chunk = images_uint8[start:start + batch_size]
-    out = predict_padded(predict, pad_batch(chunk, batch_size), normalize)
+    out = predict(imaging.normalize_images(pad_batch(chunk, batch_size), normalize))
     parts.append([a[:len(chunk)] for a in out])
   return tuple(np.concatenate(column) for column in zip(*parts))
 

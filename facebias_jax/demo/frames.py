@@ -91,7 +91,7 @@ class FrameSource:
       yield self.still.copy()
       return
     if self.kind == "folder":
-      for name, image, why in imaging.folder_images(self.name):
+      for name, image, why in imaging.folder_images(self.name, self.files):
         if image is None:
           self.skipped.append((name, why))
           continue

@@ -121,10 +121,8 @@ def _inputs(config: Any, run: runs.Run, names: Sequence[str]) -> tuple[Inputs, d
   if config.images:
     labels = read_labels(config.labels, names) if config.labels else None
     inputs = folder_inputs(config.images, labels)
-    listed = {os.path.normpath(os.path.relpath(str(p), config.images))
-              for p in imaging.list_images(config.images)}
     return inputs, {"kind": "folder", "path": config.images, "labels": config.labels,
-                    "labels_without_image": sorted(set(labels or {}) - listed)}
+                    "labels_without_image": inputs.labels_without_image}
   if config.video:
     return (video_inputs(config.video, every=int(config.every_nth_frame),
                          max_frames=int(config.max_images)),
@@ -148,9 +146,8 @@ def _inputs(config: Any, run: runs.Run, names: Sequence[str]) -> tuple[Inputs, d
 class _Batcher:
   """Collects crops and classifies them in fixed-size batches (one compilation)."""
 
-  def __init__(self, predict, batch_size: int, image_size: int, normalize: str):
-    self.predict, self.batch_size = predict, batch_size
-    self.image_size, self.normalize = image_size, normalize
+  def __init__(self, predict, batch_size: int, normalize: str):
+    self.predict, self.batch_size, self.normalize = predict, batch_size, normalize
     self.crops: list[np.ndarray] = []
     self.meta: list[dict[str, Any]] = []
 
@@ -164,8 +161,8 @@ class _Batcher:
     if not self.crops:
       return []
     n = len(self.crops)
-    batch = cam_predictor.pad_batch(np.stack(self.crops), self.batch_size)
-    _, _, maps, probs = cam_predictor.predict_padded(self.predict, batch, self.normalize)
+    _, _, maps, probs = cam_predictor.predict_in_batches(
+        self.predict, np.stack(self.crops), batch_size=self.batch_size, normalize=self.normalize)
     # The prediction is the most probable class; the map is of config.target when set.
     out = [(self.meta[i], self.crops[i], probs[i], int(np.argmax(probs[i])), maps[i])
            for i in range(n)]
@@ -260,7 +257,7 @@ def run_prediction(config: ml_collections.ConfigDict, workdir: str, *,
   predict = cam_predictor.make_predictor(run.model, config.method, target=config.target)
   inputs, described = _inputs(config, run, names)
   detect, fmt = bool(config.detect_faces), config.image_format
-  batcher = _Batcher(predict, int(config.batch_size), image_size, normalize)
+  batcher = _Batcher(predict, int(config.batch_size), normalize)
   rows, tiles, captions, no_face = [], [], [], []
   num_images = 0
   os.makedirs(workdir, exist_ok=True)

@@ -32,10 +32,12 @@ class Item:
 
 @dataclasses.dataclass
 class Inputs:
-  """The items of an input and the files that could not be read (name, reason)."""
+  """The items of an input, the files that could not be read (name, reason) and, for a
+  folder with a labels CSV, the CSV's files that are not in the folder."""
   items: Iterable[Item]
   total: int | None
   skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  labels_without_image: list[str] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -85,14 +87,15 @@ def folder_inputs(folder: str, labels: Mapping[str, tuple[int | None, str | None
   completely (truncated too) are skipped and listed."""
   if not os.path.isdir(folder):
     raise FileNotFoundError(f"--config.images={folder}: no such folder")
-  total = len(imaging.list_images(folder))
-  if not total:
+  names = [os.path.relpath(str(p), folder) for p in imaging.list_images(folder)]
+  if not names:
     raise ValueError(f"--config.images={folder}: no .jpg/.jpeg/.png file in this folder or "
                      "below it")
-  inputs = Inputs(items=[], total=total)
+  inputs = Inputs(items=[], total=len(names), labels_without_image=sorted(
+      set(labels or {}) - {os.path.normpath(n) for n in names}))
 
   def items() -> Iterator[Item]:
-    for name, image, why in imaging.folder_images(folder):
+    for name, image, why in imaging.folder_images(folder, names):
       if image is None:
         inputs.skipped.append((name, why))
         continue
