@@ -5,17 +5,23 @@ for the DB-VAE the full encode + decode with ``z = mu``) of ``standard_cnn`` and
 DB-VAE at 64 px and ``resnet18`` at 128 px, batch 32 and 256: the library model in
 the eval-mode graph of ``facebias_jax.train.steps.split_model``, jitted (default
 ``conv_impl=auto`` and plain ``xla``), against ``benchmarks/torch_reference.py`` under
-``torch.inference_mode`` in a child process (as in ``bench_train_step``). Writes
-``benchmarks/results/inference.json``.
+``torch.inference_mode`` in its variants (eager and channels-last at ``--threads``,
+eager also at 1 thread, and ``torch.compile`` of the eval forward without and with
+channels-last; ``--torch_variants`` picks a subset), each in a child process (as in
+``bench_train_step``). ``ratio`` is ours / the fastest variant, ``ratio_vs_eager`` ours
+/ eager PyTorch. Writes ``benchmarks/results/inference.json``.
 
-    python -m benchmarks.bench_inference [--quick] [--single_core]
+    python -m benchmarks.bench_inference [--quick] [--single_core] [--torch_variants ...]
+
+A ``--quick`` run on the 2-core container takes about 5 minutes (estimated from one
+setting, the DB-VAE at batch 32: 50 s, 15 s of it compiling the eval forward twice).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 from flax import nnx
@@ -23,7 +29,7 @@ from flax import nnx
 from benchmarks import common
 from benchmarks.bench_train_step import (CONV_IMPLS, MODELS, best_with_torch, build_model,
                                          make_batch, measure_all, model_parser,
-                                         throughputs)
+                                         table_columns, throughputs)
 
 
 def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], None]:
@@ -51,14 +57,18 @@ def make_jax_infer(name: str, batch_size: int, conv_impl: str) -> Callable[[], N
   return run
 
 
-def measure(name: str, batch_size: int, *, threads: int, quick: bool) -> dict[str, Any]:
+def measure(name: str, batch_size: int, *, threads: int, quick: bool,
+            variants: Sequence[str]) -> dict[str, Any]:
   """Images/s of ours (auto and xla convolutions) and of PyTorch for one setting."""
   row: dict[str, Any] = {"model": name, "image_size": MODELS[name][0],
                          "batch_size": batch_size}
   fns = {impl: make_jax_infer(name, batch_size, impl) for impl in CONV_IMPLS}
-  best = best_with_torch(fns, name, batch_size, threads=threads, mode="infer",
-                         rounds=2 if quick else 4, min_seconds=0.2 if quick else 0.5)
+  best, first_calls = best_with_torch(fns, name, batch_size, threads=threads,
+                                      mode="infer", variants=variants,
+                                      rounds=2 if quick else 4,
+                                      min_seconds=0.2 if quick else 0.5)
   row.update(throughputs(best, batch_size))
+  row.update(first_calls)
   return row
 
 
@@ -67,14 +77,17 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   load_before = list(os.getloadavg())
   rows = measure_all(parser, args, measure)
-  common.print_table(rows, ["model", "image_size", "batch_size", "jax_auto_img_s",
-                            "jax_xla_img_s", "torch_img_s", "torch_1t_img_s", "ratio",
-                            "ratio_xla"])
+  common.print_table(rows, table_columns(rows))
   extra = {"threads": args.threads, "single_core": args.single_core, "quick": args.quick,
+           "torch_variants": list(args.torch_variants),
            "load_avg_before": load_before, "load_avg_after": list(os.getloadavg()),
            "note": "images/s of an eval-mode forward pass, best of interleaved rounds; "
-                   "ratio = ours (conv_impl=auto) / best PyTorch (--threads or 1 "
-                   "thread) in a child process, alternating rounds"}
+                   "each PyTorch variant (eager_1t: eager at 1 thread, the others at "
+                   "--threads) in its own child process; ratio = ours (conv_impl=auto) "
+                   "/ the fastest PyTorch variant (torch_best_variant), ratio_vs_eager "
+                   "= ours / eager PyTorch at its better thread count; "
+                   "torch_<variant>_compile_s = that variant's first call "
+                   "(torch.compile's compilation for the compiled ones)"}
   path = common.write_results(
       "inference" + ("_single_core" if args.single_core else ""), rows, extra=extra)
   print(f"wrote {path}")

@@ -16,6 +16,13 @@ Padding differs only where TensorFlow "SAME" is asymmetric for stride 2 (PyTorch
 symmetrically); shapes and FLOPs are identical. Torch is imported by the benchmarks
 only; the library never imports this module.
 
+Each step comes in the ``VARIANTS`` a PyTorch user would try for speed on a CPU:
+``eager``; ``channels_last`` (weights and input in NHWC memory format, so oneDNN runs
+its NHWC kernels without layout conversions); ``compile`` (``torch.compile`` with the
+default inductor backend of the model's forward and loss, or of the eval forward for
+inference; backward comes from AOTAutograd, the Adam update stays eager); and
+``compile_channels_last``. All compute the same step up to float rounding.
+
 ``RemoteStep`` runs one of these steps in a child process (``python -m
 benchmarks.torch_reference``): PyTorch and the library's oneDNN convolutions both use
 OpenMP, and in one process their thread teams together outnumber the cores, which makes
@@ -27,7 +34,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +42,15 @@ from torch import nn
 from torch.nn import functional as F
 
 KL_WEIGHT = 0.0005
+LEARNING_RATE = 5e-4  # Adam, as in the JAX benchmarks.
+# Variant name -> (torch.compile, channels-last memory format).
+_VARIANT_FLAGS = {
+    "eager": (False, False),
+    "channels_last": (False, True),
+    "compile": (True, False),
+    "compile_channels_last": (True, True),
+}
+VARIANTS = tuple(_VARIANT_FLAGS)
 
 
 class StandardCNN(nn.Module):
@@ -155,21 +171,27 @@ def loss_fn(name: str, model: nn.Module, images, labels):
   return F.binary_cross_entropy_with_logits(logit[:, 0], labels)
 
 
-def make_step(name: str, batch_size: int, image_size: int, *, threads: int,
-              lr: float = 5e-4, seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
-  """Builds one PyTorch training step and one inference call on a fixed batch.
+def parse_variants(text: str) -> tuple[str, ...]:
+  """The variant names in the comma-separated ``text``, in ``VARIANTS`` order.
 
-  Args:
-    name: ``standard_cnn``, ``dbvae`` or ``resnet18``.
-    batch_size: images per step.
-    image_size: square input side in pixels.
-    threads: ``torch.set_num_threads`` value, applied on every call.
-    lr: Adam learning rate.
-    seed: seed for weights and data.
-
-  Returns:
-    ``(train_step, infer)``: zero-argument callables that run synchronously.
+  Raises:
+    ValueError: ``text`` names no variant or one not in ``VARIANTS``.
   """
+  names = [v for v in text.split(",") if v]
+  unknown = [v for v in names if v not in _VARIANT_FLAGS]
+  if unknown or not names:
+    raise ValueError(f"unknown variants {unknown or text!r}; choose a comma-separated "
+                     f"subset of {', '.join(VARIANTS)}")
+  return tuple(v for v in VARIANTS if v in names)
+
+
+def _build_step(name: str, batch_size: int, image_size: int, *, threads: int,
+                variant: str, lr: float = LEARNING_RATE,
+                seed: int = 0) -> tuple[Callable[[], torch.Tensor], Callable[[], None]]:
+  """``make_step``, with a train step that returns its (detached) loss."""
+  if variant not in _VARIANT_FLAGS:
+    raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+  compiled, channels_last = _VARIANT_FLAGS[variant]
   torch.set_num_threads(threads)
   torch.manual_seed(seed)
   model = build(name, image_size)
@@ -177,31 +199,89 @@ def make_step(name: str, batch_size: int, image_size: int, *, threads: int,
   images = torch.from_numpy(
       rng.random((batch_size, 3, image_size, image_size), dtype=np.float32))
   labels = torch.from_numpy((rng.random(batch_size) < 0.5).astype(np.float32))
+  if channels_last:
+    # Weights and input both: a channels-last input to NCHW weights (or the reverse)
+    # makes every convolution convert layouts.
+    model = model.to(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=torch.channels_last)
   opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+  def train_loss():
+    return loss_fn(name, model, images, labels)
+
+  def predict():
+    out = model(images)
+    if isinstance(out, tuple):
+      # The DB-VAE's reconstruction too, as the JAX benchmark returns: a compiled graph
+      # would otherwise drop the whole decoder, whose output nobody reads.
+      return torch.sigmoid(out[0]), out[3]
+    return torch.sigmoid(out)
+
+  if compiled:
+    # Compiled lazily, on each function's first call: a process that only trains never
+    # compiles the eval graph (and model.training is a guard, so the two never mix).
+    train_loss, predict = torch.compile(train_loss), torch.compile(predict)
 
   def use_threads():
     # Several references with different thread counts share one process.
     if torch.get_num_threads() != threads:
       torch.set_num_threads(threads)
 
-  def train_step():
+  def train_step() -> torch.Tensor:
     use_threads()
     model.train()
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(name, model, images, labels)
+    loss = train_loss()
     loss.backward()
     opt.step()
+    return loss.detach()
 
-  def infer():
+  def infer() -> None:
     use_threads()
     model.eval()
     with torch.inference_mode():
-      out = model(images)
-      if isinstance(out, tuple):
-        out = out[0]
-      torch.sigmoid(out)
+      predict()
 
   return train_step, infer
+
+
+def make_step(name: str, batch_size: int, image_size: int, *, threads: int,
+              variant: str = "eager", lr: float = LEARNING_RATE,
+              seed: int = 0) -> tuple[Callable[[], None], Callable[[], None]]:
+  """Builds one PyTorch training step and one inference call on a fixed batch.
+
+  Args:
+    name: ``standard_cnn``, ``dbvae`` or ``resnet18``.
+    batch_size: images per step.
+    image_size: square input side in pixels.
+    threads: ``torch.set_num_threads`` value, applied on every call.
+    variant: one of ``VARIANTS``. The compiled ones compile on their first call (tens
+      of seconds) and may need a few more calls to reach steady state.
+    lr: Adam learning rate.
+    seed: seed for weights and data.
+
+  Returns:
+    ``(train_step, infer)``: zero-argument callables that run synchronously and return
+    None (timing helpers take a returned number as the call's own timing).
+  """
+  train_step, infer = _build_step(name, batch_size, image_size, threads=threads,
+                                  variant=variant, lr=lr, seed=seed)
+
+  def step() -> None:
+    train_step()
+
+  return step, infer
+
+
+def train_losses(name: str, batch_size: int, image_size: int, *, variant: str,
+                 steps: int, threads: int = 1, seed: int = 0) -> list[float]:
+  """The loss of each of ``steps`` consecutive train steps of ``make_step``'s step.
+
+  Before each step's update, so the first is the loss of the initial weights.
+  """
+  train_step, _ = _build_step(name, batch_size, image_size, threads=threads,
+                              variant=variant, seed=seed)
+  return [float(train_step()) for _ in range(steps)]
 
 
 class RemoteStep:
@@ -211,19 +291,30 @@ class RemoteStep:
   (so pipe latency is not charged to PyTorch). The child inherits this process's CPU
   affinity (``--single_core``) and waits on its pipe between calls, so it never runs
   at the same time as the caller's own work.
+
+  Attributes:
+    first_call_s: seconds of the step's first call, which the child makes before it
+      reports ready: ``torch.compile``'s compilation for the compiled variants, cache
+      and thread-pool set-up otherwise.
   """
 
   def __init__(self, name: str, batch_size: int, image_size: int, *, threads: int,
-               mode: str = "train"):
+               mode: str = "train", variant: str = "eager"):
     if mode not in ("train", "infer"):
       raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
+    if variant not in _VARIANT_FLAGS:
+      raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     self._proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.torch_reference", name, str(batch_size),
-         str(image_size), str(threads), mode],
+         str(image_size), str(threads), mode, variant],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    if self._proc.stdout.readline().strip() != "ready":
-      raise RuntimeError(f"PyTorch reference process for {name} failed to start "
-                         f"(exit code {self._proc.poll()})")
+    ready = self._proc.stdout.readline().split()
+    if len(ready) != 2 or ready[0] != "ready":
+      self._proc.kill()
+      raise RuntimeError(f"PyTorch reference process for {name} ({variant}, {mode}) "
+                         f"failed to start (exit code {self._proc.wait()}; its error "
+                         "is above)")
+    self.first_call_s = float(ready[1])
 
   def __call__(self) -> float:
     self._proc.stdin.write("step\n")
@@ -236,17 +327,25 @@ class RemoteStep:
       self._proc.wait(timeout=60)
 
 
-def _serve(argv: list[str]) -> None:
-  """Child side of ``RemoteStep``: one step per line read, its seconds written back."""
-  name, batch_size, image_size, threads, mode = argv
+def _serve(argv: Sequence[str]) -> None:
+  """Child side of ``RemoteStep``: one step per line read, its seconds written back.
+
+  Makes the first (compiling) call before reporting ready, so that call's seconds are
+  reported apart from the timed ones.
+  """
+  name, batch_size, image_size, threads, mode, variant = argv
   train_step, infer = make_step(name, int(batch_size), int(image_size),
-                                threads=int(threads))
+                                threads=int(threads), variant=variant)
   step = train_step if mode == "train" else infer
-  print("ready", flush=True)
-  for _ in sys.stdin:
+
+  def timed() -> float:
     start = time.perf_counter()
     step()
-    print(time.perf_counter() - start, flush=True)
+    return time.perf_counter() - start
+
+  print("ready", timed(), flush=True)
+  for _ in sys.stdin:
+    print(timed(), flush=True)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ INTEGRITY_ITEM = "integrity"  # {"crc32": {item: CRC-32 of its arrays}}, JSON.
 HARMLESS_FIELDS = (
     "train.num_epochs", "train.max_steps", "train.log_every_steps",
     "train.checkpoint_every_steps", "train.keep_checkpoints", "train.progress_bar",
-    "data.data_dir", "data.manual_dir", "data.num_threads", "model.conv_impl", "eval.",
+    "data.data_dir", "data.manual_dir", "data.num_threads", "data.cache_mb", "model.conv_impl",
+    "eval.",
 )
 
 

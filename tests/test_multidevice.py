@@ -145,8 +145,11 @@ def test_four_devices_match_one_device(tmp_path):
   leaves_init = jax.tree.leaves(nnx.state(initial))
   assert len(leaves_one) == len(leaves_four) == len(leaves_init) > 20
   moved = 0
+  # Four devices sum the gradients in another order than one: after 6 SGD steps a few
+  # 1e-6 (3e-6 on one bias on an AMD EPYC here, less on other CPUs), the tolerance of the
+  # two-process test above. A real sharding bug moves parameters by ~1e-2.
   for (path, a), (_, b), a0 in zip(leaves_one, leaves_four, leaves_init):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=2e-6,
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5,
                                err_msg=jax.tree_util.keystr(path))
     moved += not np.allclose(a, a0, rtol=0, atol=1e-5)
   assert moved > len(leaves_init) // 2  # Training moved them: the comparison means something.

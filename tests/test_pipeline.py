@@ -281,3 +281,14 @@ def test_manual_dataset_errors_show_instructions(tmp_path):
   source = sources.load_source(name, split="train", data_dir=str(tmp_path),
                                 manual_dir=str(tmp_path / "manual"))
   assert sources.read_column(source, "label").tolist() == [1]
+
+
+@pytest.mark.parametrize("shape", [(3,), (5, 3), (4, 5, 3), (2, 4, 5, 3)])
+def test_imagenet_normalisation_equals_the_formula_for_any_shape(shape):
+  x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+  expected = ((x.astype(np.float32) / np.float32(255.0) - imaging.IMAGENET_MEAN)
+              / imaging.IMAGENET_STD)
+  out = imaging.normalize_images(x, "imagenet")
+  assert out.shape == shape and out.dtype == np.float32
+  np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
+  np.testing.assert_allclose(imaging.to_uint8_images(out, "imagenet"), x)

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from facebias_jax import imaging
-from facebias_jax.data import sources
+from facebias_jax.data import image_cache, sources
 
 # benchmarks/bench_pipeline.py, 2-core CPU: 2 reader threads were fastest at batch
 # 256 (~1.6x inline) and within noise of 0-4 at batch 32; with threads, decoding
@@ -95,7 +95,8 @@ class _BatchLoader:
 
   def __init__(self, reader: sources.Reader, layout: dict[str, np.ndarray], columns: dict,
                label_key: str, image_size: int | None, normalize: str, *,
-               crop: tuple | None = None, seed: int = 0, epoch: int = 0):
+               crop: tuple | None = None, seed: int = 0, epoch: int = 0,
+               face_masks: bool = True):
     self.reader = reader
     self.crop = crop
     self.crop_key = (int(seed), int(epoch), _CROP_STREAM)
@@ -104,19 +105,23 @@ class _BatchLoader:
     self.label_key = label_key
     self.image_size = image_size
     self.normalize = normalize
-    self.want_mask = reader.has_face_mask()
+    self.want_mask = face_masks and reader.has_face_mask()
+    self.cache = None
     self.attribute_keys = [k for k in columns if k != "label"]
 
-  def _frame_shape(self, decoded) -> tuple[int, int]:
+  def _frame_shape(self, first_id: np.ndarray) -> tuple[int, int]:
+    """The batch's image size: the model's, else the stored one (of the first real row,
+    when the dataset's images vary in size)."""
     if self.image_size:
       return (self.image_size, self.image_size)
-    if decoded:
-      return decoded[0][0].shape[:2]
     stored = self.reader.image_shape()
-    if not stored or None in stored[:2]:
-      raise ValueError(f"Images of {sources.describe(self.reader.source)} have no fixed size; "
-                       "pass image_size to batches().")
-    return stored[:2]
+    if stored and None not in stored[:2]:
+      return stored[:2]
+    if first_id.size:
+      image, mask = self.reader.read_images(first_id, False)[0]
+      return self._prepared(image, mask, 0)[0].shape[:2]
+    raise ValueError(f"Images of {sources.describe(self.reader.source)} have no fixed size; "
+                     "pass image_size to batches().")
 
   def _random_crop(self, image: np.ndarray, mask: np.ndarray | None, position: int):
     """The random resized crop of the example at ``position`` of the epoch's order (a
@@ -133,30 +138,54 @@ class _BatchLoader:
                         interpolation=cv2.INTER_NEAREST) > 0
     return image, mask
 
+  def _prepared(self, image: np.ndarray, mask: np.ndarray | None, position: int):
+    """One decoded example cropped (train) and resized to the model's input size."""
+    if self.crop is not None:
+      image, mask = self._random_crop(image, mask, position)
+    if self.image_size:
+      image = _resize(image, self.image_size, cv2.INTER_AREA)
+      if mask is not None:
+        mask = _resize(mask.astype(np.uint8), self.image_size, cv2.INTER_NEAREST) > 0
+    return image, mask
+
+  def _read(self, ids: np.ndarray, positions: np.ndarray, frame: tuple[int, int]):
+    """``(images uint8 [n, h, w, 3], face masks bool [n, h, w] or None)`` of ``ids``."""
+    images = np.empty((len(ids), *frame, 3), np.uint8)
+    masks = np.empty((len(ids), *frame), bool) if self.want_mask else None
+    decoded = self.reader.read_images(ids, self.want_mask)
+    for row, ((image, mask), position) in enumerate(zip(decoded, positions)):
+      image, mask = self._prepared(image, mask, int(position))
+      if image.shape[:2] != frame:
+        raise ValueError(f"Images of different sizes ({image.shape[:2]} and {frame}) in one "
+                         f"batch of {sources.describe(self.reader.source)}; pass image_size "
+                         "to batches() to resize them.")
+      images[row] = image
+      if masks is not None:
+        masks[row] = mask
+    return images, masks
+
   def __call__(self, k: int) -> dict[str, Any]:
     ids = self.layout["index"][k]
     real = ids != PAD_INDEX
     rows = np.flatnonzero(real)
-    decoded = self.reader.read_images(ids[rows], self.want_mask)
-    height, width = self._frame_shape(decoded)
-    # Padding rows stay zero; real rows are written in place (no list + stack).
-    images = np.zeros((len(ids), height, width, 3), np.uint8)
-    masks = np.zeros((len(ids), height, width), bool) if self.want_mask else None
-    for row, (image, mask) in zip(rows, decoded):
-      if self.crop is not None:
-        image, mask = self._random_crop(image, mask, int(self.layout["position"][k][row]))
-      if self.image_size:
-        image = _resize(image, self.image_size, cv2.INTER_AREA)
-        if mask is not None:
-          mask = _resize(mask.astype(np.uint8), self.image_size, cv2.INTER_NEAREST) > 0
-      if image.shape[:2] != (height, width):
-        raise ValueError(f"Images of different sizes ({image.shape[:2]} and {(height, width)})"
-                         f" in one batch of {sources.describe(self.reader.source)}; pass image_size "
-                         "to batches() to resize them.")
-      flip = self.layout["flip"][k][row]
-      images[row] = image[:, ::-1] if flip else image
-      if masks is not None:
-        masks[row] = mask[:, ::-1] if flip else mask
+    positions = self.layout["position"][k][rows]
+    if self.cache is not None:  # Resized, never cropped, no masks: see image_cache.
+      frame = (self.image_size, self.image_size)
+      read, masks_read = self.cache.get(
+          ids[rows], lambda missing: self._read(missing, np.zeros_like(missing), frame)[0]), None
+    else:
+      frame = self._frame_shape(ids[rows[:1]])
+      read, masks_read = self._read(ids[rows], positions, frame)
+    # Padding rows stay zero.
+    images = np.zeros((len(ids), *frame, 3), np.uint8)
+    images[rows] = read
+    flip = rows[self.layout["flip"][k][rows]]
+    images[flip] = images[flip, :, ::-1]
+    masks = None
+    if masks_read is not None:
+      masks = np.zeros((len(ids), *frame), bool)
+      masks[rows] = masks_read
+      masks[flip] = masks[flip, :, ::-1]
     safe_ids = np.where(real, ids, 0)
     batch = {
         "image": imaging.normalize_images(images, self.normalize),
@@ -206,8 +235,8 @@ def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch
             start_batch: int = 0, normalize: str = "unit", flip: bool | None = None,
             random_crop: tuple[tuple[float, float], tuple[float, float]] | None = None,
             label_key: str = "label", process_index: int | None = None,
-            process_count: int | None = None,
-            num_threads: int = DEFAULT_NUM_THREADS) -> Iterator[dict[str, Any]]:
+            process_count: int | None = None, num_threads: int = DEFAULT_NUM_THREADS,
+            face_masks: bool = True, cache_mb: float = 0) -> Iterator[dict[str, Any]]:
   """Batches of one epoch, in the order of ``indices``, read by grain threads.
 
   Args:
@@ -230,12 +259,18 @@ def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch
     process_index: this process (default ``jax.process_index()``).
     process_count: number of processes (default ``jax.process_count()``).
     num_threads: grain reader threads (0 reads in the consuming thread).
+    face_masks: decode, crop and flip the records' face masks (``face_mask``) when they
+      have one; training and evaluation never read them, the CAM metrics do.
+    cache_mb: keep the split's decoded images, resized to ``image_size``, in memory for
+      later epochs when they fit in this many MiB (``data.image_cache``; not with random
+      crops or face masks, which need the stored image). 0 reads every epoch.
 
   Returns:
     A (grain) iterator of dicts: ``image`` float32 [b,H,W,3], ``label`` int32 [b],
     ``index`` int64 [b] (-1 on padding), ``mask`` bool [b] (True = real row),
     ``attributes`` {name: int32 [b]} (-1 on padding) and, when the records have
-    a face mask, ``face_mask`` bool [b,H,W]; ``b = batch_size // process_count``.
+    a face mask and ``face_masks``, ``face_mask`` bool [b,H,W];
+    ``b = batch_size // process_count``.
   """
   if process_index is None or process_count is None:
     process_index = jax.process_index() if process_index is None else process_index
@@ -259,7 +294,11 @@ def batches(source: Sequence[Any], indices: Sequence[int] | np.ndarray, *, batch
   if random_crop is not None:
     _check_crop(random_crop)
   loader = _BatchLoader(reader, layout, table, label_key, image_size, normalize,
-                        crop=random_crop if train else None, seed=seed, epoch=epoch)
+                        crop=random_crop if train else None, seed=seed, epoch=epoch,
+                        face_masks=face_masks)
+  if cache_mb and image_size and loader.crop is None and not loader.want_mask:
+    loader.cache = image_cache.cache_for(sources.source_key(source), len(source), image_size,
+                                         cache_mb)
   dataset = grain.MapDataset.range(start_batch, nb).map(loader)
   options = grain.ReadOptions(num_threads=num_threads,
                               prefetch_buffer_size=max(2, 2 * num_threads))

@@ -219,7 +219,7 @@ def predict_source(model: nnx.Module, source: Any, *, batch_size: int, image_siz
   indices = np.arange(len(source)) if indices is None else np.asarray(indices)
   batches = pipeline.batches(source, indices, batch_size=batch_size, image_size=image_size,
                              train=False, normalize=normalize, label_key=label_key,
-                             process_index=0, process_count=1)
+                             process_index=0, process_count=1, face_masks=False)
   if protocol == "detection":
     opts = dict(detection_options or {})
     if "input_size" not in opts:

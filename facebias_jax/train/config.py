@@ -15,7 +15,7 @@ import ml_collections
 import optax
 
 from facebias_jax import imaging
-from facebias_jax.models import MODELS, RESNETS
+from facebias_jax.models import MODELS, RESNETS, precision
 from facebias_jax.ops import conv as conv_lib
 from facebias_jax.train import debias, methods, steps as steps_lib
 from facebias_jax.train import init as init_lib
@@ -40,6 +40,9 @@ def _check_model_data(m: Any, d: Any) -> None:
          "'facebias_synthetic_faces/faces_vs_nonfaces_64'")
   _check(d.image_size is not None and int(d.image_size) > 0,
          f"config.data.image_size must be positive, got {d.image_size!r}")
+  _check(float(d.get("cache_mb", 0)) >= 0,
+         f"config.data.cache_mb must be >= 0 (0 = no in-memory image cache), got "
+         f"{d.get('cache_mb')}")
   _check(d.normalize in imaging.NORMALIZATIONS,
          f"config.data.normalize={d.normalize!r} is not one of {imaging.NORMALIZATIONS}")
 
@@ -65,6 +68,9 @@ def _check_train(m: Any, t: Any) -> None:
   _check(scale == 1.0 or m.name in RESNETS,
          f"config.train.backbone_lr_scale={scale} needs a model with a linear head over a "
          f"backbone (the ResNets), got config.model.name={m.name!r}")
+  _check(t.get("dtype", "float32") in precision.COMPUTE_DTYPES,
+         f"config.train.dtype={t.get('dtype')!r} is not one of {precision.COMPUTE_DTYPES} "
+         "(bfloat16: mixed precision, float32 parameters and optimizer state)")
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     _check(int(t[field]) > 0, f"config.train.{field} must be positive, got {t[field]}")
   _check_method(m, t)

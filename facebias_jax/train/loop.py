@@ -245,12 +245,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   init_source = init_lib.initialize_from(config, model) if latest is None else None
   opt_kwargs = config_lib.optimizer_kwargs(config, total_steps=total_steps)
   group_dro = _group_dro(config, data)
+  compute_dtype = t.get("dtype", "float32")
   tx, train_step = _compiled_train_step(
-      steps_lib.split_model(model)[0], tuple(sorted(opt_kwargs.items())),
+      steps_lib.split_model(model, compute_dtype=compute_dtype)[0],
+      tuple(sorted(opt_kwargs.items())),
       "dbvae" if is_dbvae else "classifier", float(config.debias.kl_weight),
       config.debias.reconstruction_loss, group_dro)
   model_def, state = steps_lib.create_train_state(
-      model, tx, jax.random.PRNGKey(int(config.seed)), num_groups=data.groups.counts.size)
+      model, tx, jax.random.PRNGKey(int(config.seed)), num_groups=data.groups.counts.size,
+      compute_dtype=compute_dtype)
   del model
   state = sharding.replicate(state, mesh)
   encode_fn = (_compiled_encode_step(model_def, sharding.replicated(mesh))
@@ -327,6 +330,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str,
   training = {"steps": step, "epochs": step / steps_per_epoch,
               "steps_per_epoch": steps_per_epoch, "train_examples": data.size,
               "train_faces": int(data.faces.size), "method": t.method,
+              "dtype": compute_dtype,
               "wall_time_s": time.perf_counter() - start_time,
               "stopped_early": bool(select.stop and step < total_steps),
               "init_from": init_source, "final_train_metrics": dict(log.latest)}

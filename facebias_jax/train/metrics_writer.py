@@ -15,10 +15,9 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
-from tensorboardX import SummaryWriter
 
 from facebias_jax import runs
-from facebias_jax.train import workdir as workdir_lib
+from facebias_jax.train import tb_events, workdir as workdir_lib
 
 
 def _jsonable(v: Any) -> Any:
@@ -47,7 +46,7 @@ class MetricsWriter:
   def __init__(self, workdir: str):
     self.enabled = jax.process_index() == 0
     self.path = os.path.join(workdir, runs.METRICS_FILE)
-    self.writer = (SummaryWriter(os.path.join(workdir, runs.TENSORBOARD_DIR))
+    self.writer = (tb_events.ScalarWriter(os.path.join(workdir, runs.TENSORBOARD_DIR))
                    if self.enabled else None)
 
   def write(self, step: int, record: Mapping[str, Any], prefix: str = "train") -> None:
@@ -58,16 +57,14 @@ class MetricsWriter:
     try:
       with open(self.path, "a") as f:
         f.write(json.dumps(line) + "\n")
-      for k, v in _scalars(record):
-        self.writer.add_scalar(f"{prefix}/{k}", v, int(step))
-      self.writer.flush()
+      self.writer.add_scalars(int(step), ((f"{prefix}/{k}", v) for k, v in _scalars(record)))
     except OSError as err:
       if not workdir_lib.is_disk_full(err):
         raise
       raise workdir_lib.disk_full_error(self.path, "writing the training log") from None
 
   def close(self) -> None:
-    """Flushes and closes TensorBoard's writer; a full disk here is not a second error."""
+    """Closes the TensorBoard event file; a full disk here is not a second error."""
     if self.writer is not None:
       try:
         self.writer.close()

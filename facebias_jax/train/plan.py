@@ -153,7 +153,8 @@ def batches(config: ml_collections.ConfigDict, source, indices: np.ndarray, *, t
       source, indices, batch_size=int(batch_size or config.train.batch_size),
       image_size=int(d.image_size), train=train, seed=int(config.seed), epoch=epoch,
       start_batch=start_batch, normalize=d.normalize, flip=d.flip if train else False,
-      random_crop=crop, label_key=d.label_key, num_threads=int(d.num_threads))
+      random_crop=crop, label_key=d.label_key, num_threads=int(d.num_threads),
+      face_masks=False, cache_mb=float(d.get("cache_mb", 0)))
 
 
 def eval_batches(config: ml_collections.ConfigDict, source):
@@ -164,7 +165,8 @@ def eval_batches(config: ml_collections.ConfigDict, source):
   return pipeline.batches(source, np.arange(len(source)), batch_size=int(config.eval.batch_size),
                           image_size=int(d.image_size), train=False, normalize=d.normalize,
                           label_key=d.label_key, process_index=0, process_count=1,
-                          num_threads=int(d.num_threads))
+                          num_threads=int(d.num_threads), face_masks=False,
+                          cache_mb=float(d.get("cache_mb", 0)))
 
 
 def encode_faces(config: ml_collections.ConfigDict, data: TrainData, encode_fn, state,

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from facebias_jax.models import precision
 from facebias_jax.train import losses
 
 Batch = dict[str, jax.Array]
@@ -75,17 +76,26 @@ class ModelDef:
                      copy=True)
 
 
-def split_model(model: nnx.Module) -> tuple[ModelDef, Any, Any]:
-  """Splits ``model`` into ``(ModelDef, params, model_state)``."""
+def split_model(model: nnx.Module, *, compute_dtype: str = "float32"
+                ) -> tuple[ModelDef, Any, Any]:
+  """Splits ``model`` into ``(ModelDef, params, model_state)``.
+
+  The training graph computes in ``compute_dtype`` (``models.precision``; bfloat16 =
+  mixed precision), the evaluation graph always in float32, so validation metrics and
+  everything built from a checkpoint see full-precision activations.
+  """
   model.eval()
   eval_def, params, model_state = nnx.split(model, nnx.Param, ...)
   model.train()
+  precision.set_compute_dtype(model, compute_dtype)
   train_def, _, _ = nnx.split(model, nnx.Param, ...)
+  precision.set_compute_dtype(model, "float32")
   return ModelDef(train=train_def, eval=eval_def), params, model_state
 
 
 def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
-                       rng: jax.Array, *, num_groups: int = 1) -> tuple[ModelDef, TrainState]:
+                       rng: jax.Array, *, num_groups: int = 1,
+                       compute_dtype: str = "float32") -> tuple[ModelDef, TrainState]:
   """Initial training state of ``model`` (its current weights) and ``tx``.
 
   Args:
@@ -93,11 +103,12 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
     tx: the optimizer.
     rng: base PRNG key (raw uint32 [2], e.g. ``jax.random.PRNGKey(seed)``).
     num_groups: training groups (Group DRO's weights start uniform over them).
+    compute_dtype: what the training graph computes in (``split_model``).
 
   Returns:
     ``(model_def, state)``.
   """
-  model_def, params, model_state = split_model(model)
+  model_def, params, model_state = split_model(model, compute_dtype=compute_dtype)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      model_state=model_state, opt_state=tx.init(params),
                      rng=jnp.asarray(rng, jnp.uint32),
@@ -207,12 +218,13 @@ def _forward_loss(model: nnx.Module, batch: Batch, key: jax.Array | None, *, kin
   whatever the loss weights."""
   weights = batch.get("weight", batch["mask"])
   if kind == "dbvae":
-    logits, aux = model(batch["image"], rngs=key)
+    # Losses in float32 whatever the model computed in (bfloat16 training).
+    logits, aux = precision.to_float32(model(batch["image"], rngs=key))
     loss, metrics = losses.dbvae_loss(
         logits, batch["label"], batch["image"], aux, vae_mask=batch["vae_mask"],
         weights=weights, kl_weight=kl_weight, reconstruction_loss=reconstruction_loss)
   else:
-    logits, _ = model(batch["image"])
+    logits = precision.to_float32(model(batch["image"])[0])
     per_example = losses.classification_per_example(logits, batch["label"])
     if group_dro is None:
       loss, metrics = losses.classification_loss(logits, batch["label"], weights)
