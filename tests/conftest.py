@@ -20,3 +20,13 @@ def checkpoint(tmp_path_factory):
   """A tiny untrained sex-classifier run (``demo_fixtures.tiny_checkpoint``), per module."""
   import demo_fixtures  # pylint: disable=g-import-not-at-top  (imports jax: after the env)
   return demo_fixtures.tiny_checkpoint(str(tmp_path_factory.mktemp("ckpt")))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """A TFDS data_dir holding the default tiny synthetic set (``train_testlib``), per
+  module; modules that need another set define their own ``data_dir``."""
+  import train_testlib  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp("tfds"))
+  train_testlib.prepare_tiny_dataset(path)
+  return path

@@ -20,13 +20,6 @@ from facebias_jax.models import get_model, inference
 from facebias_jax.train import dfr, jtt, logistic, loop, losses, methods, plan, steps
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("tfds")
-  train_testlib.prepare_tiny_dataset(str(path))
-  return str(path)
-
-
 # ----------------------------------------------------------------------------- Group DRO
 
 

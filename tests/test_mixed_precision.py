@@ -93,13 +93,6 @@ def test_config_refuses_an_unknown_dtype(tmp_path):
     config_lib.validate_config(config)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("tfds")
-  train_testlib.prepare_tiny_dataset(str(path))
-  return str(path)
-
-
 @pytest.mark.slow
 def test_bfloat16_run_trains_checkpoints_float32_and_evaluates(data_dir, tmp_path):
   workdir = str(tmp_path / "bf16")

@@ -20,13 +20,6 @@ from facebias_jax.train import checkpoint, loop, workdir as workdir_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("tfds"))
-  train_testlib.prepare_tiny_dataset(path)
-  return path
-
-
 def _config(data_dir, steps, **train):
   config = train_testlib.tiny_config("cnn", data_dir, max_steps=steps, **train)
   config.train.checkpoint_every_steps = 3

@@ -17,13 +17,6 @@ from facebias_jax.train import loop, methods, plan, steps
 import train_testlib
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("tfds")
-  train_testlib.prepare_tiny_dataset(str(path))
-  return str(path)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name,kind", [("standard_cnn", "classifier"), ("dbvae", "dbvae")])
 def test_train_step_shapes_finiteness_and_updates(name, kind):

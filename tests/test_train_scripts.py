@@ -32,13 +32,6 @@ TRAINING_CONFIGS = ("classifier", "dbvae", "dbvae_synthetic", "resnet18_sex",
                     "celeba_cam_study", "celeba_blond", "synthetic_blond")
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("tfds"))
-  train_testlib.prepare_tiny_dataset(path)
-  return path
-
-
 def _run(script, flagfile, workdir, data_dir, *extra):
   tiny = [f"--config.data.name=facebias_synthetic_faces/{train_testlib.TINY_NAME}",
           f"--config.data.data_dir={data_dir}", "--config.data.image_size=16",

@@ -109,19 +109,13 @@ class _BatchLoader:
     self.cache = None
     self.attribute_keys = [k for k in columns if k != "label"]
 
-  def _frame_shape(self, first_id: np.ndarray) -> tuple[int, int]:
-    """The batch's image size: the model's, else the stored one (of the first real row,
-    when the dataset's images vary in size)."""
+  def _frame_shape(self) -> tuple[int, int] | None:
+    """The batch's image size: the model's, else the stored one; None when the dataset's
+    images vary in size (the batch's first image then sets it)."""
     if self.image_size:
       return (self.image_size, self.image_size)
     stored = self.reader.image_shape()
-    if stored and None not in stored[:2]:
-      return stored[:2]
-    if first_id.size:
-      image, mask = self.reader.read_images(first_id, False)[0]
-      return self._prepared(image, mask, 0)[0].shape[:2]
-    raise ValueError(f"Images of {sources.describe(self.reader.source)} have no fixed size; "
-                     "pass image_size to batches().")
+    return tuple(stored[:2]) if stored and None not in stored[:2] else None
 
   def _random_crop(self, image: np.ndarray, mask: np.ndarray | None, position: int):
     """The random resized crop of the example at ``position`` of the epoch's order (a
@@ -148,13 +142,20 @@ class _BatchLoader:
         mask = _resize(mask.astype(np.uint8), self.image_size, cv2.INTER_NEAREST) > 0
     return image, mask
 
-  def _read(self, ids: np.ndarray, positions: np.ndarray, frame: tuple[int, int]):
-    """``(images uint8 [n, h, w, 3], face masks bool [n, h, w] or None)`` of ``ids``."""
+  def _read(self, ids: np.ndarray, positions: np.ndarray, frame: tuple[int, int] | None):
+    """``(images uint8 [n, h, w, 3], face masks bool [n, h, w] or None)`` of ``ids``;
+    ``frame`` None takes the first image's size."""
+    decoded = self.reader.read_images(ids, self.want_mask)
+    prepared = [self._prepared(image, mask, int(position))
+                for (image, mask), position in zip(decoded, positions)]
+    if frame is None:
+      if not prepared:
+        raise ValueError(f"Images of {sources.describe(self.reader.source)} have no fixed "
+                         "size; pass image_size to batches().")
+      frame = prepared[0][0].shape[:2]
     images = np.empty((len(ids), *frame, 3), np.uint8)
     masks = np.empty((len(ids), *frame), bool) if self.want_mask else None
-    decoded = self.reader.read_images(ids, self.want_mask)
-    for row, ((image, mask), position) in enumerate(zip(decoded, positions)):
-      image, mask = self._prepared(image, mask, int(position))
+    for row, (image, mask) in enumerate(prepared):
       if image.shape[:2] != frame:
         raise ValueError(f"Images of different sizes ({image.shape[:2]} and {frame}) in one "
                          f"batch of {sources.describe(self.reader.source)}; pass image_size "
@@ -174,8 +175,8 @@ class _BatchLoader:
       read, masks_read = self.cache.get(
           ids[rows], lambda missing: self._read(missing, np.zeros_like(missing), frame)[0]), None
     else:
-      frame = self._frame_shape(ids[rows[:1]])
-      read, masks_read = self._read(ids[rows], positions, frame)
+      read, masks_read = self._read(ids[rows], positions, self._frame_shape())
+      frame = read.shape[1:3]
     # Padding rows stay zero.
     images = np.zeros((len(ids), *frame, 3), np.uint8)
     images[rows] = read
