@@ -180,6 +180,9 @@ def summarize(loop_rate: float, bare_rate: float, pipeline_rate: float) -> dict[
 
 def main(argv: list[str]) -> None:
   del argv
+  from facebias_jax import host_memory
+
+  host_memory.keep_freed_memory()  # As the training scripts do, before JAX's first op.
   import jax
 
   from benchmarks import common

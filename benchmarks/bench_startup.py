@@ -37,7 +37,8 @@ def memory_mb(key):
 _CHILD = _MEMORY + r"""
 import json, sys, time
 t0 = time.perf_counter()
-from facebias_jax import compilation_cache
+from facebias_jax import compilation_cache, host_memory
+host_memory.keep_freed_memory()  # As the scripts do (experiments/common.run).
 compilation_cache.enable({cache!r}) if {cache!r} else None
 import jax
 from benchmarks import bench_train_step as b

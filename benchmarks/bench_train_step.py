@@ -350,6 +350,9 @@ def measure_all(parser: argparse.ArgumentParser, args: argparse.Namespace,
   if not batch_sizes or min(batch_sizes) <= 0:
     parser.error(f"--batch_sizes must be positive integers, got {args.batch_sizes!r}")
   from benchmarks import torch_reference  # Imports torch: only once the flags parsed.
+  from facebias_jax import host_memory
+
+  host_memory.keep_freed_memory()  # As the training scripts do, before JAX's first op.
 
   try:
     args.torch_variants = torch_reference.parse_variants(

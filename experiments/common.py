@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from absl import app, flags, logging
 
-from facebias_jax import compilation_cache
+from facebias_jax import compilation_cache, host_memory
 from facebias_jax.train import loop, preemption, workdir as workdir_lib
 
 # Exceptions that mean "the user's input is wrong", reported without a traceback: bad
@@ -42,6 +42,9 @@ def run(main: Callable[[list[str]], None],
   progress bars and the results; ``--verbosity=0`` brings them back.
   """
   prog = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+  # Before JAX starts its CPU client: each step reuses freed host memory instead of
+  # faulting in fresh pages (facebias_jax/host_memory.py; FACEBIAS_KEEP_FREED_MEMORY=0).
+  host_memory.keep_freed_memory()
 
   def quiet_main(argv: list[str]) -> None:
     # Under app.run the root logger is at INFO and absl's own logger follows it

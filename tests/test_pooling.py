@@ -7,7 +7,11 @@ import pytest
 from flax import nnx
 
 from facebias_jax.models import get_model
-from facebias_jax.ops import pooling
+from facebias_jax.ops import onednn, pooling
+
+# The XLA form always; oneDNN's primitive where it is built.
+IMPLS = ["xla", pytest.param("onednn", marks=pytest.mark.skipif(
+    not onednn.available(), reason="oneDNN not built"))]
 
 
 @pytest.mark.parametrize("shape,window,strides,padding", [
@@ -16,7 +20,9 @@ from facebias_jax.ops import pooling
     ((2, 8, 8, 2), (2, 2), (2, 2), ((0, 0), (0, 0))),     # non-overlapping
 ])
 @pytest.mark.parametrize("ties", [False, True])
-def test_values_and_gradients_match_nnx_max_pool(shape, window, strides, padding, ties):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_values_and_gradients_match_nnx_max_pool(shape, window, strides, padding, ties,
+                                                 impl):
   rng = np.random.default_rng(0)
   x = rng.standard_normal(shape).astype(np.float32)
   if ties:  # After a ReLU and rounding, most windows hold several equal maxima.
@@ -27,7 +33,7 @@ def test_values_and_gradients_match_nnx_max_pool(shape, window, strides, padding
     return nnx.max_pool(x, window, strides=strides, padding=padding)
 
   def new(x):
-    return pooling.max_pool(x, window, strides, padding)
+    return pooling.max_pool(x, window, strides, padding, impl)
 
   g = jnp.asarray(rng.standard_normal(ref(x).shape), jnp.float32)
   np.testing.assert_array_equal(new(x), ref(x))
@@ -53,7 +59,7 @@ def test_resnet_gradients_match_under_jit_with_nnx_max_pool(monkeypatch):
     return jax.tree.leaves(nnx.jit(nnx.grad(loss))(model))
 
   new = grads()
-  monkeypatch.setattr(pooling, "max_pool", lambda x, w, s, p: nnx.max_pool(
+  monkeypatch.setattr(pooling, "max_pool", lambda x, w, s, p, impl="auto": nnx.max_pool(
       x, w, strides=s, padding=p))
   ref = grads()
   assert len(ref) == len(new) > 0

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from facebias_jax.models.heads import LinearChain
+from facebias_jax.ops import batchnorm
 from facebias_jax.ops import conv as conv_lib
 from facebias_jax.ops import pooling
 
@@ -44,8 +45,10 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, *, rngs: nnx.Rngs,
                   conv_general_dilated=conv_lib.conv_fn(conv_impl))
 
 
-def _bn(channels: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(channels, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+def _bn(channels: int, *, rngs: nnx.Rngs, conv_impl: str) -> batchnorm.BatchNorm:
+  # The kernel choice of the convs applies to BatchNorm (and its fused ReLU) too.
+  return batchnorm.BatchNorm(channels, impl=conv_impl, momentum=BN_MOMENTUM,
+                             epsilon=BN_EPSILON, rngs=rngs)
 
 
 class _Block(nnx.Module):
@@ -62,7 +65,7 @@ class _Block(nnx.Module):
     # torchvision's `downsample`: only where the identity would not fit.
     if stride != 1 or in_ch != out_ch:
       self.downsample_conv = _conv(in_ch, out_ch, 1, stride, rngs=rngs, conv_impl=conv_impl)
-      self.downsample_bn = _bn(out_ch, rngs=rngs)
+      self.downsample_bn = _bn(out_ch, rngs=rngs, conv_impl=conv_impl)
     else:
       self.downsample_conv = None
       self.downsample_bn = None
@@ -90,13 +93,13 @@ class BasicBlock(_Block):
   def __init__(self, in_channels: int, channels: int, stride: int = 1, *, rngs: nnx.Rngs,
                conv_impl: str = "auto"):
     self.conv1 = _conv(in_channels, channels, 3, stride, rngs=rngs, conv_impl=conv_impl)
-    self.bn1 = _bn(channels, rngs=rngs)
+    self.bn1 = _bn(channels, rngs=rngs, conv_impl=conv_impl)
     self.conv2 = _conv(channels, channels, 3, 1, rngs=rngs, conv_impl=conv_impl)
-    self.bn2 = _bn(channels, rngs=rngs)
+    self.bn2 = _bn(channels, rngs=rngs, conv_impl=conv_impl)
     self._init_shortcut(in_channels, channels, stride, rngs, conv_impl)
 
   def _residual(self, x: jnp.ndarray) -> jnp.ndarray:
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    y = self.bn1(self.conv1(x), relu=True)
     return self.bn2(self.conv2(y))
 
 
@@ -117,16 +120,16 @@ class Bottleneck(_Block):
                conv_impl: str = "auto"):
     out = channels * self.expansion
     self.conv1 = _conv(in_channels, channels, 1, 1, rngs=rngs, conv_impl=conv_impl)
-    self.bn1 = _bn(channels, rngs=rngs)
+    self.bn1 = _bn(channels, rngs=rngs, conv_impl=conv_impl)
     self.conv2 = _conv(channels, channels, 3, stride, rngs=rngs, conv_impl=conv_impl)
-    self.bn2 = _bn(channels, rngs=rngs)
+    self.bn2 = _bn(channels, rngs=rngs, conv_impl=conv_impl)
     self.conv3 = _conv(channels, out, 1, 1, rngs=rngs, conv_impl=conv_impl)
-    self.bn3 = _bn(out, rngs=rngs)
+    self.bn3 = _bn(out, rngs=rngs, conv_impl=conv_impl)
     self._init_shortcut(in_channels, out, stride, rngs, conv_impl)
 
   def _residual(self, x: jnp.ndarray) -> jnp.ndarray:
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = jax.nn.relu(self.bn2(self.conv2(y)))
+    y = self.bn1(self.conv1(x), relu=True)
+    y = self.bn2(self.conv2(y), relu=True)
     return self.bn3(self.conv3(y))
 
 
@@ -167,7 +170,8 @@ class ResNet(nnx.Module):
       self.conv1 = _conv(in_channels, base, 3, 1, rngs=rngs, conv_impl=conv_impl)
     else:
       self.conv1 = _conv(in_channels, base, 7, 2, rngs=rngs, conv_impl=conv_impl)
-    self.bn1 = _bn(base, rngs=rngs)
+    self.bn1 = _bn(base, rngs=rngs, conv_impl=conv_impl)
+    self.conv_impl = conv_lib.resolve_impl(conv_impl)  # For the stem's max-pool.
     channels = base
     stages = []
     for i, num_blocks in enumerate(stage_sizes):
@@ -187,9 +191,9 @@ class ResNet(nnx.Module):
     """Output of the last stage ``[B, h, w, C]`` (h = H/32, or H/8 with small_inputs)."""
     if images.ndim != 4:
       raise ValueError(f"ResNet expects images [B, H, W, C], got shape {tuple(images.shape)}.")
-    x = jax.nn.relu(self.bn1(self.conv1(images)))
+    x = self.bn1(self.conv1(images), relu=True)
     if not self.small_inputs:
-      x = pooling.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
+      x = pooling.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)), self.conv_impl)
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for block in stage:
         x = block(x)

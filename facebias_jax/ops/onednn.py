@@ -39,10 +39,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-_SOURCE = pathlib.Path(__file__).with_name("csrc") / "onednn_conv.cc"
+_CSRC = pathlib.Path(__file__).with_name("csrc")
+# Compiled into one library (the header is in the cache key too).
+_SOURCES = (_CSRC / "onednn_conv.cc", _CSRC / "onednn_norm.cc")
+_HEADERS = (_CSRC / "onednn_common.h",)
 _TARGETS = {"forward": "FacebiasOnednnConvForward",
             "input_grad": "FacebiasOnednnConvInputGrad",
-            "filter_grad": "FacebiasOnednnConvFilterGrad"}
+            "filter_grad": "FacebiasOnednnConvFilterGrad",
+            "norm_forward": "FacebiasOnednnNormForward",
+            "norm_backward": "FacebiasOnednnNormBackward",
+            "pool_forward": "FacebiasOnednnPoolForward",
+            "pool_backward": "FacebiasOnednnPoolBackward"}
 _FFI_PREFIX = "facebias_onednn_conv_"
 _CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-w")
 
@@ -86,14 +93,14 @@ def _cache_dir() -> pathlib.Path:
 
 def _library_path(include: pathlib.Path, lib: pathlib.Path) -> pathlib.Path:
   """Where the library for this source, compiler flags and versions is cached."""
-  key = "\n".join([_SOURCE.read_text(), " ".join(_CXX_FLAGS), str(include), str(lib),
-                   _version("jaxlib"), _version("onednn-cpu-gomp")])
+  key = "\n".join([*(f.read_text() for f in (*_SOURCES, *_HEADERS)), " ".join(_CXX_FLAGS),
+                   str(include), str(lib), _version("jaxlib"), _version("onednn-cpu-gomp")])
   digest = hashlib.sha256(key.encode()).hexdigest()[:16]
   return _cache_dir() / f"facebias_onednn_conv_{digest}.so"
 
 
 def build() -> pathlib.Path:
-  """Compiles ``csrc/onednn_conv.cc`` unless the cached library exists; returns its path.
+  """Compiles ``csrc/*.cc`` into one library unless it is cached; returns its path.
 
   Raises:
     OnednnUnavailable: no compiler, no oneDNN, or the compiler failed (its output is
@@ -116,33 +123,44 @@ def build() -> pathlib.Path:
                             "FACEBIAS_NATIVE_DIR to a writable directory.") from e
   os.close(fd)
   logging.info("Building the oneDNN convolutions (once): %s", target)
-  cmd = [cxx, *_CXX_FLAGS, f"-I{include}", f"-I{jax.ffi.include_dir()}", str(_SOURCE),
+  cmd = [cxx, *_CXX_FLAGS, f"-I{include}", f"-I{jax.ffi.include_dir()}",
+         *(str(f) for f in _SOURCES),
          f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-o", tmp]
   result = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     os.unlink(tmp)
-    raise OnednnUnavailable(f"building {_SOURCE} failed ({' '.join(cmd)}):\n"
+    raise OnednnUnavailable(f"building {_CSRC} failed ({' '.join(cmd)}):\n"
                             f"{result.stderr[-4000:]}")
   os.replace(tmp, target)
   return target
 
 
 @functools.cache
-def _load() -> str | None:
-  """Builds if needed, loads and registers the handlers; None on success, else why not."""
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+  """Builds if needed, loads and registers the handlers: ``(library, None)`` on success,
+  else ``(None, why not)``."""
   try:
     library = ctypes.cdll.LoadLibrary(str(build()))
   except (OnednnUnavailable, OSError) as e:
-    return str(e)
+    return None, str(e)
   for name, symbol in _TARGETS.items():
     jax.ffi.register_ffi_target(_FFI_PREFIX + name, jax.ffi.pycapsule(getattr(library, symbol)),
                                 platform="cpu")
-  return None
+  for symbol in ("FacebiasOnednnNormWorkspaceBytes", "FacebiasOnednnPoolWorkspaceBytes"):
+    getattr(library, symbol).restype = ctypes.c_int64
+  return library, None
+
+
+def _library() -> ctypes.CDLL:
+  library, reason = _load()
+  if library is None:
+    raise OnednnUnavailable(reason)
+  return library
 
 
 def available() -> bool:
   """Whether the oneDNN convolutions are built (building them if needed) and loaded."""
-  reason = _load()
+  reason = _load()[1]
   if reason is not None:
     _warn_once(reason)
   return reason is None
@@ -150,7 +168,7 @@ def available() -> bool:
 
 def unavailable_reason() -> str | None:
   """Why ``available()`` is False (None when it is True)."""
-  return _load()
+  return _load()[1]
 
 
 @functools.cache
@@ -164,16 +182,44 @@ def _attrs(strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> dict:
           "padding": np.asarray([top, bottom, left, right], np.int64)}
 
 
-def _call(pass_name: str, out_shape: Sequence[int], a: jax.Array, b: jax.Array,
-          strides, padding) -> jax.Array:
-  reason = _load()
-  if reason is not None:
-    raise OnednnUnavailable(reason)
+def call(target: str, results, *operands: jax.Array, **attrs) -> jax.Array:
+  """Calls the handler ``target`` (a key of ``_TARGETS``) on ``operands``.
+
+  Args:
+    target: e.g. ``"forward"``, ``"norm_backward"``.
+    results: a ``jax.ShapeDtypeStruct`` or a tuple of them.
+    *operands: the handler's buffers, in its order.
+    **attrs: its attributes (numpy scalars and int64 arrays).
+  """
+  _library()
   # "sequential": the handlers take exactly one NHWC batch, so vmap loops over them.
-  call = jax.ffi.ffi_call(_FFI_PREFIX + pass_name,
-                          jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32),
-                          vmap_method="sequential")
-  return call(a, b, **_attrs(strides, padding))
+  return jax.ffi.ffi_call(_FFI_PREFIX + target, results, vmap_method="sequential")(
+      *operands, **attrs)
+
+
+def _int64s(values: Sequence[int]):
+  return (ctypes.c_int64 * len(values))(*values)
+
+
+def norm_workspace_bytes(shape: Sequence[int], epsilon: float, relu: bool) -> int:
+  """Bytes of the workspace a fused BatchNorm + ReLU leaves for its backward pass."""
+  n, h, w, c = (int(d) for d in shape)
+  return int(_library().FacebiasOnednnNormWorkspaceBytes(
+      ctypes.c_int64(n), ctypes.c_int64(h), ctypes.c_int64(w), ctypes.c_int64(c),
+      ctypes.c_float(epsilon), ctypes.c_int(int(relu))))
+
+
+def pool_workspace_bytes(shape: Sequence[int], window: Sequence[int],
+                         strides: Sequence[int], padding: Sequence[int]) -> int:
+  """Bytes of the workspace (each window's argmax) a max-pool leaves for its backward."""
+  return int(_library().FacebiasOnednnPoolWorkspaceBytes(
+      _int64s(shape), _int64s(window), _int64s(strides), _int64s(padding)))
+
+
+def _conv_call(pass_name: str, out_shape: Sequence[int], a: jax.Array, b: jax.Array,
+               strides, padding) -> jax.Array:
+  return call(pass_name, jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32), a, b,
+              **_attrs(strides, padding))
 
 
 def _out_shape(x_shape, w_shape, strides, padding) -> tuple[int, ...]:
@@ -206,7 +252,7 @@ def conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int],
     ``[N, OH, OW, O]``; its VJP runs oneDNN's input- and filter-gradient primitives
     (XLA drops the one a caller does not use).
   """
-  return _call("forward", _out_shape(x.shape, w.shape, strides, padding), x, w, strides,
+  return _conv_call("forward", _out_shape(x.shape, w.shape, strides, padding), x, w, strides,
                padding)
 
 
@@ -216,8 +262,8 @@ def _conv2d_fwd(x, w, strides, padding):
 
 def _conv2d_bwd(strides, padding, residuals, g):
   x, w = residuals
-  dx = _call("input_grad", x.shape, g, w, strides, padding)
-  dw = _call("filter_grad", w.shape, x, g, strides, padding)
+  dx = _conv_call("input_grad", x.shape, g, w, strides, padding)
+  dw = _conv_call("filter_grad", w.shape, x, g, strides, padding)
   return dx, dw
 
 

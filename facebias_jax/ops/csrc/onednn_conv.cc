@@ -9,21 +9,19 @@
 // Layout: activations stay NHWC (oneDNN's brgemm convolutions read and write it
 // directly), kernels are reordered between HWIO and whatever blocked layout the chosen
 // implementation prefers ("any"), which costs one small copy per call. Primitives are
-// built once per shape and cached, and calls run one at a time on shared scratch buffers.
+// built once per shape and cached, and calls run one at a time on shared scratch buffers
+// (onednn_common.h).
 //
-// Built by facebias_jax/models/onednn.py with g++ against the oneDNN wheel
+// Built by facebias_jax/ops/onednn.py with g++ against the oneDNN wheel
 // (onednn-cpu-gomp) and jaxlib's FFI headers.
 
 #include <cstdint>
-#include <cstdlib>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <new>
 #include <string>
 #include <tuple>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "onednn_common.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -31,6 +29,9 @@ namespace ffi = xla::ffi;
 namespace {
 
 using dnnl::memory;
+using facebias::Engine;
+using facebias::Nhwc;
+using facebias::UserScratchpad;
 using tag = dnnl::memory::format_tag;
 
 enum class Pass { kForward = 0, kInputGrad = 1, kFilterGrad = 2 };
@@ -47,17 +48,6 @@ struct Geometry {
   }
 };
 
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
-
 // One cached pass: the convolution primitive, the reorder that brings the HWIO kernel
 // to (forward, input grad) or from (filter grad) its preferred layout, and the sizes
 // of the buffers a call needs.
@@ -67,10 +57,6 @@ struct Plan {
   bool needs_reorder = false;
   memory::desc user_weights, conv_weights, scratchpad;
 };
-
-memory::desc Nhwc(const memory::dims& dims) {
-  return memory::desc(dims, memory::data_type::f32, tag::nhwc);
-}
 
 // "any": the implementation picks the kernel layout it runs fastest with.
 memory::desc AnyLayout(const memory::dims& dims) {
@@ -119,15 +105,8 @@ Plan MakePlan(const Geometry& g, Pass pass) {
   return plan;
 }
 
-// Primitive creation takes milliseconds (it JIT-compiles kernels), so plans are
-// cached for the life of the process, one per pass and shape.
 const Plan& GetPlan(const Geometry& g, Pass pass) {
-  static std::mutex mutex;
-  static std::map<decltype(g.key(pass)), std::unique_ptr<Plan>> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = cache[g.key(pass)];
-  if (!slot) slot = std::make_unique<Plan>(MakePlan(g, pass));
-  return *slot;
+  return facebias::Cached<Plan>(g.key(pass), [&] { return MakePlan(g, pass); });
 }
 
 // XLA passes NHWC / HWIO buffers; the attributes carry what the shapes cannot say.
@@ -144,37 +123,9 @@ Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
   return g;
 }
 
-// A 64-byte aligned scratch area that only grows. Calls run one at a time (below), so
-// one for the scratchpad and one for the reordered kernel serve every call; allocating
-// them per call would cost page faults on every large convolution.
-class Arena {
- public:
-  ~Arena() { std::free(data_); }
-  uint8_t* Get(size_t size) {
-    if (size > size_) {
-      std::free(data_);
-      size_ = (size + 63) / 64 * 64;
-      data_ = static_cast<uint8_t*>(std::aligned_alloc(64, size_));
-      if (data_ == nullptr) {
-        size_ = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return data_;
-  }
-
- private:
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out) {
-  // One convolution at a time: each already spreads over every core through OpenMP,
-  // and XLA would otherwise start independent ones (a layer's two gradients) side by
-  // side on its own threads, each with a full OpenMP team, oversubscribing the cores.
-  static std::mutex running;
-  static Arena scratch_arena, staged_arena;
-  std::lock_guard<std::mutex> lock(running);
+  static facebias::Arena scratch_arena, staged_arena;
+  std::lock_guard<std::mutex> lock(facebias::CallLock());
   try {
     const Plan& plan = GetPlan(g, pass);
     auto& engine = Engine();
