@@ -121,6 +121,22 @@ def test_runs_on_onednn_only_in_training_mode_with_float32_and_the_choice():
   assert _ffi_calls(xla, lambda m, x: m(x, relu=True), x) == 0
 
 
+def test_other_parameter_dtypes_stay_on_xla_and_match_nnx():
+  x = _x((2, 4, 4, 16))
+  kwargs = dict(use_running_average=False, param_dtype=jnp.bfloat16)
+  ours = batchnorm.BatchNorm(16, impl="onednn", rngs=nnx.Rngs(0), **kwargs)
+  ref = nnx.BatchNorm(16, rngs=nnx.Rngs(0), **kwargs)
+  assert _ffi_calls(ours, lambda m, x: m(x), x) == 0
+  np.testing.assert_array_equal(ours(x, relu=True), jax.nn.relu(ref(x)))
+
+
+def test_wrong_shapes_are_a_clear_error():
+  with pytest.raises(ValueError, match="float32 NHWC x and \\[C\\] scale"):
+    batchnorm.batch_norm_relu(jnp.ones((2, 4, 16)), jnp.ones(16), jnp.zeros(16), 1e-5, False)
+  with pytest.raises(ValueError, match="scale \\(8,\\)"):
+    batchnorm.batch_norm_relu(jnp.ones((2, 4, 4, 16)), jnp.ones(8), jnp.zeros(16), 1e-5, True)
+
+
 def test_environment_choice_applies_to_batchnorm(monkeypatch):
   monkeypatch.setenv("FACEBIAS_CONV_IMPL", "xla")
   assert batchnorm.BatchNorm(4, rngs=nnx.Rngs(0)).impl == "xla"

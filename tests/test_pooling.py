@@ -65,3 +65,18 @@ def test_resnet_gradients_match_under_jit_with_nnx_max_pool(monkeypatch):
   assert len(ref) == len(new) > 0
   for a, b in zip(ref, new):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(a))))
+
+
+def test_windows_wholly_in_the_padding_stay_on_xla():
+  """Padding as wide as the window: XLA gives those windows -inf (oneDNN would give the
+  lowest finite float), so the pool keeps XLA's form."""
+  x = jnp.asarray(np.random.default_rng(3).standard_normal((1, 4, 4, 2)), jnp.float32)
+  args = ((1, 1), (1, 1), ((1, 1), (1, 1)))
+  text = str(jax.make_jaxpr(lambda x: pooling.max_pool(x, *args, "auto"))(x))
+  assert "ffi_call" not in text
+  y = pooling.max_pool(x, *args, "auto")
+  np.testing.assert_array_equal(y, nnx.max_pool(x, (1, 1), strides=(1, 1), padding=args[2]))
+  assert np.isneginf(np.asarray(y)[0, 0, 0, 0])
+  # The ResNet stem's pool reads the input in every window.
+  assert pooling._every_window_reads_input((1, 64, 64, 8), (3, 3), (2, 2), ((1, 1), (1, 1)))
+  assert not pooling._every_window_reads_input((1, 5, 5, 1), (2, 2), (2, 2), ((0, 3), (0, 0)))

@@ -4,16 +4,17 @@ Why: with the convolutions on oneDNN (``ops.onednn``), a ResNet train step spend
 of what is left in XLA's BatchNorm: the statistics, the normalisation and their
 gradients make four or five memory-bound passes over each activation. oneDNN's
 primitive (``csrc/onednn_norm.cc``) reads it once or twice: on 2 cores, forward and
-backward of the ResNet-18 stem's BatchNorm + ReLU (batch 32, 64 x 64 x 64) take 37 ms
-against 77 ms, and 1.7 against 5.5 ms at 32 x 32 x 64 (``docs/performance.md``).
+backward of the ResNet-18 stem's BatchNorm + ReLU (batch 32, 64 x 64 x 64) take 14.1
+against 15.8 ms once freed memory is reused (``facebias_jax.host_memory``; 37 against
+77 ms before), and the ResNet-18 step 0.96x the time with XLA's (``docs/performance.md``).
 
 What: :class:`BatchNorm` is ``nnx.BatchNorm`` with the same variables, the same
 statistics (batch mean and biased variance, averaged into ``mean``/``var`` with the
 same momentum) and the same results, plus a ``relu=`` flag for the ReLU that follows
 it. In training mode on a single CPU device (``onednn.use_onednn``), with float32
-NHWC input, scale, bias and no mask, it calls :func:`batch_norm_relu`; everywhere else
-(eval mode, bfloat16 compute, several devices, other backends) it is ``nnx.BatchNorm``
-followed by ``jax.nn.relu``.
+NHWC input, scale and bias, no mask and a shape oneDNN takes, it calls
+:func:`batch_norm_relu`; everywhere else (eval mode, bfloat16 compute or parameters,
+several devices, other backends) it is ``nnx.BatchNorm`` followed by ``jax.nn.relu``.
 
 Gradients: :func:`batch_norm_relu` is a ``jax.custom_vjp`` over oneDNN's backward
 primitive. The batch statistics it returns feed only the running averages, behind
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.nn import dtypes
 from jax.custom_derivatives import SymbolicZero
 
 from facebias_jax.ops import conv as conv_lib
@@ -38,6 +40,9 @@ from facebias_jax.ops import onednn
 def _forward(x: jax.Array, scale: jax.Array, shift: jax.Array, epsilon: float,
              relu: bool):
   c = x.shape[-1]
+  if x.ndim != 4 or x.dtype != jnp.float32 or scale.shape != (c,) or shift.shape != (c,):
+    raise ValueError(f"batch_norm_relu takes float32 NHWC x and [C] scale and shift, got "
+                     f"x {x.shape} {x.dtype}, scale {scale.shape}, shift {shift.shape}")
   workspace = onednn.norm_workspace_bytes(x.shape, epsilon, relu) if relu else 1
   if workspace < 0:
     raise onednn.OnednnUnavailable(f"oneDNN has no BatchNorm for input {x.shape}")
@@ -111,11 +116,18 @@ class BatchNorm(nnx.BatchNorm):
     super().__init__(num_features, **kwargs)
     self.impl = conv_lib.resolve_impl(impl)
 
-  def _on_onednn(self, x: jax.Array) -> bool:
-    plain = (x.ndim == 4 and x.dtype == jnp.float32 and self.dtype in (None, jnp.float32)
-             and self.use_scale and self.use_bias and self.axis in (-1, 3)
+  def _on_onednn(self, x: jax.Array, relu: bool) -> bool:
+    plain = (x.ndim == 4 and x.shape[-1] == self.num_features and x.dtype == jnp.float32
+             and self.dtype in (None, jnp.float32) and self.use_scale and self.use_bias
+             and self.scale.dtype == jnp.float32 and self.bias.dtype == jnp.float32
+             and self.promote_dtype is dtypes.promote_dtype and self.axis in (-1, 3)
              and self.axis_name is None)
-    return plain and self.impl in ("auto", "onednn") and onednn.use_onednn(self.impl)
+    if not (plain and self.impl in ("auto", "onednn") and onednn.use_onednn(self.impl)):
+      return False
+    # oneDNN builds the primitive for this shape or says it cannot (-1): "auto" then
+    # keeps XLA's BatchNorm, "onednn" lets batch_norm_relu raise.
+    return (self.impl == "onednn"
+            or onednn.norm_workspace_bytes(x.shape, self.epsilon, relu) >= 0)
 
   def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
                mask: jax.Array | None = None, relu: bool = False) -> jax.Array:
@@ -128,7 +140,7 @@ class BatchNorm(nnx.BatchNorm):
       relu: apply a ReLU after the normalisation (fused on oneDNN).
     """
     running = self.use_running_average if use_running_average is None else use_running_average
-    if running is not None and not running and mask is None and self._on_onednn(x):
+    if running is not None and not running and mask is None and self._on_onednn(x, relu):
       y, mean, var = batch_norm_relu(x, self.scale[...], self.bias[...],
                                      float(self.epsilon), bool(relu))
       self.mean[...] = jax.lax.stop_gradient(

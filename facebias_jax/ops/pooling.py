@@ -1,10 +1,13 @@
 """Max-pooling with a cheap gradient on CPU, same values and gradients as ``nnx.max_pool``.
 
 ``max_pool`` runs oneDNN's pooling primitive (``csrc/onednn_norm.cc``) where the
-convolutions do (``onednn.use_onednn``: a single CPU device): its forward pass records
-each window's argmax, the backward pass scatters to it, 15 ms forward and backward for
-the ResNet-18 stem's pool at batch 32 on 2 cores against 35-40 ms for the XLA form
-below. Elsewhere it is that XLA form.
+convolutions do (``onednn.use_onednn``: a single CPU device), in training and eval mode:
+its forward pass records each window's argmax, the backward pass scatters to it, 11.0
+ms forward and backward for the ResNet-18 stem's pool at batch 32 on 2 cores against
+20.5 ms for the XLA form below. Elsewhere it is that XLA form. Both give the same values
+and gradients for finite inputs (ties included, tested); for NaN and -inf they differ
+(oneDNN's max does not propagate NaN), which cannot arise after the stem's ReLU unless
+the BatchNorm before it is already NaN.
 
 Why: JAX differentiates ``lax.reduce_window(max)`` through ``select_and_gather_add``,
 which XLA:CPU lowers to a reduce-window over packed (value, index) pairs. For the
@@ -56,9 +59,23 @@ def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
   window, strides = tuple(map(int, window)), tuple(map(int, strides))
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if (impl in ("auto", "onednn") and x.ndim == 4 and x.dtype == jnp.float32
-      and onednn.use_onednn(impl)):
+      and _every_window_reads_input(x.shape, window, strides, padding)
+      and onednn.use_onednn(impl)
+      # A shape oneDNN refuses (-1) stays on XLA under "auto"; "onednn" raises below.
+      and (impl == "onednn" or onednn.pool_workspace_bytes(
+          x.shape, window, strides, [*padding[0], *padding[1]]) >= 0)):
     return _onednn_max_pool(x, window, strides, padding)
   return _xla_max_pool(x, window, strides, padding)
+
+
+def _every_window_reads_input(shape, window, strides, padding) -> bool:
+  """Whether no window lies wholly in the padding: XLA gives such a window -inf, oneDNN
+  the lowest finite float, so those pools stay on XLA."""
+  for size, k, s, (lo, hi) in zip(shape[1:3], window, strides, padding):
+    last_start = -lo + s * ((size + lo + hi - k) // s)
+    if lo >= k or last_start > size - 1:
+      return False
+  return True
 
 
 def _pool_attrs(window, strides, padding) -> dict:

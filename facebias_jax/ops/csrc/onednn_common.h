@@ -4,7 +4,7 @@
 // One call at a time: each oneDNN primitive already spreads over every core through
 // OpenMP, and XLA would otherwise start independent ones (a layer's two gradients)
 // side by side on its own threads, each with a full OpenMP team, oversubscribing the
-// cores. Since calls are serialised anyway, one scratch buffer per use serves them all.
+// cores. Since calls are serialised anyway, one scratchpad (ScratchArena) serves them all.
 
 #ifndef FACEBIAS_ONEDNN_COMMON_H_
 #define FACEBIAS_ONEDNN_COMMON_H_
@@ -64,6 +64,12 @@ class Arena {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// The scratchpad every primitive call uses (calls are serialised by CallLock()).
+inline Arena& ScratchArena() {
+  static Arena arena;
+  return arena;
+}
 
 // Primitive creation takes milliseconds (oneDNN JIT-compiles kernels), so plans are
 // built once per key (pass and shape) and kept for the life of the process.

@@ -124,7 +124,8 @@ Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
 }
 
 ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out) {
-  static facebias::Arena scratch_arena, staged_arena;
+  static facebias::Arena staged_arena;  // The reordered kernel.
+  facebias::Arena& scratch_arena = facebias::ScratchArena();
   std::lock_guard<std::mutex> lock(facebias::CallLock());
   try {
     const Plan& plan = GetPlan(g, pass);

@@ -21,6 +21,7 @@
 // Python side can allocate them as XLA buffers that travel from forward to backward.
 
 #include <cstdint>
+#include <initializer_list>
 #include <mutex>
 #include <new>
 #include <string>
@@ -56,12 +57,11 @@ struct Call {
 // exceptions become FFI errors that name the operation.
 template <typename Get, typename Make>
 ffi::Error Execute(const char* what, Get get_plan, Make make_call) {
-  static facebias::Arena scratch_arena;
   std::lock_guard<std::mutex> lock(facebias::CallLock());
   try {
     Call call = make_call(get_plan());
-    call.args[DNNL_ARG_SCRATCHPAD] = memory(call.scratchpad, Engine(),
-                                            scratch_arena.Get(call.scratchpad.get_size()));
+    call.args[DNNL_ARG_SCRATCHPAD] = memory(
+        call.scratchpad, Engine(), facebias::ScratchArena().Get(call.scratchpad.get_size()));
     dnnl::stream stream(Engine());
     call.primitive->execute(stream, call.args);
     stream.wait();
@@ -119,9 +119,25 @@ Args NormInputs(const NormPlan& p, void* x, void* scale, void* mean, void* var,
   return args;
 }
 
+// NHWC input and one value per channel in each per-channel buffer, else an error
+// (batch_norm_relu is public: nothing else stands between a wrong shape and the reads).
+ffi::Error CheckNormShapes(const F32& x, std::initializer_list<const F32*> per_channel) {
+  if (x.dimensions().size() != 4) {
+    return ffi::Error::InvalidArgument("oneDNN BatchNorm: input must be NHWC (rank 4)");
+  }
+  for (const F32* buffer : per_channel) {
+    if (buffer->element_count() != static_cast<size_t>(x.dimensions()[3])) {
+      return ffi::Error::InvalidArgument(
+          "oneDNN BatchNorm: scale, shift, mean and variance need one value per channel");
+    }
+  }
+  return ffi::Error::Success();
+}
+
 ffi::Error NormForward(F32 x, F32 scale, F32 shift, ffi::ResultBuffer<ffi::F32> y,
                        ffi::ResultBuffer<ffi::F32> mean, ffi::ResultBuffer<ffi::F32> var,
                        ffi::ResultBuffer<ffi::U8> workspace, float epsilon, bool relu) {
+  if (auto error = CheckNormShapes(x, {&scale, &shift}); error.failure()) return error;
   auto d = x.dimensions();
   return Execute(
       "BatchNorm forward",
@@ -140,6 +156,10 @@ ffi::Error NormForward(F32 x, F32 scale, F32 shift, ffi::ResultBuffer<ffi::F32> 
 ffi::Error NormBackward(F32 x, F32 scale, F32 mean, F32 var, F32 dy, U8 workspace,
                         ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dscale,
                         ffi::ResultBuffer<ffi::F32> dshift, float epsilon, bool relu) {
+  if (auto error = CheckNormShapes(x, {&scale, &mean, &var}); error.failure()) return error;
+  if (dy.element_count() != x.element_count()) {
+    return ffi::Error::InvalidArgument("oneDNN BatchNorm backward: dy and x differ in size");
+  }
   auto d = x.dimensions();
   return Execute(
       "BatchNorm backward",
@@ -241,13 +261,13 @@ ffi::Error PoolBackward(F32 dy, U8 workspace, ffi::ResultBuffer<ffi::F32> dx, In
                  });
 }
 
-// Workspace bytes, or -1 when oneDNN cannot build the primitive (the error then comes
-// from the FFI call, with oneDNN's message).
+// Workspace bytes, or -1 when oneDNN cannot build the primitive (Python then keeps XLA's
+// form under "auto"; under "onednn" the FFI call reports oneDNN's message).
 template <typename Get>
 int64_t WorkspaceBytes(Get get) {
   try {
     return static_cast<int64_t>(get().fwd_pd.workspace_desc().get_size());
-  } catch (const dnnl::error&) {
+  } catch (...) {  // Nothing may cross the C boundary into ctypes.
     return -1;
   }
 }
