@@ -81,19 +81,15 @@ def faults_per_step(run: Callable[[], None], steps: int) -> dict[str, float]:
 
 
 _TORCH_CHILD = r"""
-import json, resource, sys
+import json, sys
 from benchmarks import torch_reference
+from benchmarks.profile_step import faults_per_step
 name, batch, size, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 step = torch_reference.make_step(name, batch, size, threads=int(sys.argv[5]),
                                  variant="channels_last")[0]
 for _ in range(3):
   step()
-before = resource.getrusage(resource.RUSAGE_SELF)
-for _ in range(steps):
-  step()
-after = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"page_faults": (after.ru_minflt - before.ru_minflt) / steps,
-                  "kernel_cpu_ms": 1000 * (after.ru_stime - before.ru_stime) / steps}))
+print(json.dumps(faults_per_step(step, steps)))
 """
 
 

@@ -122,7 +122,7 @@ class BatchNorm(nnx.BatchNorm):
              and self.scale.dtype == jnp.float32 and self.bias.dtype == jnp.float32
              and self.promote_dtype is dtypes.promote_dtype and self.axis in (-1, 3)
              and self.axis_name is None)
-    if not (plain and self.impl in ("auto", "onednn") and onednn.use_onednn(self.impl)):
+    if not (plain and onednn.use_onednn(self.impl)):
       return False
     # oneDNN builds the primitive for this shape or says it cannot (-1): "auto" then
     # keeps XLA's BatchNorm, "onednn" lets batch_norm_relu raise.

@@ -176,7 +176,9 @@ def _warn_once(reason: str) -> None:
   logging.warning("oneDNN convolutions unavailable, using XLA's: %s", reason)
 
 
-def _attrs(strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> dict:
+def window_attrs(strides: Sequence[int], padding: Sequence[tuple[int, int]]) -> dict:
+  """The ``strides`` and ``padding`` (top, bottom, left, right) attributes of the
+  convolution and pooling handlers."""
   (top, bottom), (left, right) = padding
   return {"strides": np.asarray(strides, np.int64),
           "padding": np.asarray([top, bottom, left, right], np.int64)}
@@ -219,13 +221,19 @@ def pool_workspace_bytes(shape: Sequence[int], window: Sequence[int],
 def _conv_call(pass_name: str, out_shape: Sequence[int], a: jax.Array, b: jax.Array,
                strides, padding) -> jax.Array:
   return call(pass_name, jax.ShapeDtypeStruct(tuple(out_shape), jnp.float32), a, b,
-              **_attrs(strides, padding))
+              **window_attrs(strides, padding))
+
+
+def out_shape(x_shape, window: Sequence[int], strides, padding,
+              channels: int) -> tuple[int, ...]:
+  """NHWC output shape of a ``window``-sized convolution or pool with explicit padding."""
+  spatial = [(size + lo + hi - k) // s + 1
+             for size, k, s, (lo, hi) in zip(x_shape[1:3], window, strides, padding)]
+  return (x_shape[0], *spatial, channels)
 
 
 def _out_shape(x_shape, w_shape, strides, padding) -> tuple[int, ...]:
-  spatial = [(size + lo + hi - k) // s + 1
-             for size, k, s, (lo, hi) in zip(x_shape[1:3], w_shape[:2], strides, padding)]
-  return (x_shape[0], *spatial, w_shape[3])
+  return out_shape(x_shape, w_shape[:2], strides, padding, w_shape[3])
 
 
 def supports(x: jax.Array, w: jax.Array, strides: Sequence[int],

@@ -58,7 +58,7 @@ def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
   """
   window, strides = tuple(map(int, window)), tuple(map(int, strides))
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  if (impl in ("auto", "onednn") and x.ndim == 4 and x.dtype == jnp.float32
+  if (x.ndim == 4 and x.dtype == jnp.float32
       and _every_window_reads_input(x.shape, window, strides, padding)
       and onednn.use_onednn(impl)
       # A shape oneDNN refuses (-1) stays on XLA under "auto"; "onednn" raises below.
@@ -71,22 +71,15 @@ def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
 def _every_window_reads_input(shape, window, strides, padding) -> bool:
   """Whether no window lies wholly in the padding: XLA gives such a window -inf, oneDNN
   the lowest finite float, so those pools stay on XLA."""
-  for size, k, s, (lo, hi) in zip(shape[1:3], window, strides, padding):
-    last_start = -lo + s * ((size + lo + hi - k) // s)
-    if lo >= k or last_start > size - 1:
+  out_hw = onednn.out_shape(shape, window, strides, padding, shape[3])[1:3]
+  for size, k, s, (lo, _), out in zip(shape[1:3], window, strides, padding, out_hw):
+    if lo >= k or -lo + s * (out - 1) > size - 1:  # The first or the last window.
       return False
   return True
 
 
 def _pool_attrs(window, strides, padding) -> dict:
-  return {"window": np.asarray(window, np.int64), "strides": np.asarray(strides, np.int64),
-          "padding": np.asarray([*padding[0], *padding[1]], np.int64)}
-
-
-def _pool_out_shape(shape, window, strides, padding) -> tuple[int, ...]:
-  spatial = [(size + lo + hi - k) // s + 1
-             for size, k, s, (lo, hi) in zip(shape[1:3], window, strides, padding)]
-  return (shape[0], *spatial, shape[3])
+  return {"window": np.asarray(window, np.int64), **onednn.window_attrs(strides, padding)}
 
 
 def _onednn_pool_forward(x, window, strides, padding):
@@ -94,7 +87,8 @@ def _onednn_pool_forward(x, window, strides, padding):
   workspace = onednn.pool_workspace_bytes(x.shape, window, strides, attrs["padding"])
   if workspace < 0:
     raise onednn.OnednnUnavailable(f"oneDNN has no max-pool {window}/{strides} for {x.shape}")
-  out = jax.ShapeDtypeStruct(_pool_out_shape(x.shape, window, strides, padding), x.dtype)
+  out = jax.ShapeDtypeStruct(
+      onednn.out_shape(x.shape, window, strides, padding, x.shape[3]), x.dtype)
   return onednn.call("pool_forward", (out, jax.ShapeDtypeStruct((workspace,), jnp.uint8)),
                      x, **attrs)
 
