@@ -155,3 +155,37 @@ def test_resnet_runs_batchnorm_and_max_pool_on_onednn_in_training_only():
   model.eval()
   text = _jaxpr(model, lambda m, x: m(x)[0], images)
   assert "norm_forward" not in text and "pool_forward" in text  # Eval: running averages.
+
+
+_THREADS_CHILD = r"""
+import hashlib, json, sys
+import numpy as np
+import torch
+if sys.argv[1] == "1":
+  torch.set_num_threads(1)  # Shares its libgomp with our oneDNN handlers.
+import jax, jax.numpy as jnp
+from facebias_jax.ops import batchnorm
+x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 16, 16, 8)), jnp.float32)
+out = jax.jit(lambda x: batchnorm.batch_norm_relu(x, jnp.ones(8), jnp.zeros(8), 1e-5, True))(x)
+print(json.dumps({"hash": hashlib.sha1(b"".join(np.asarray(a).tobytes() for a in out)).hexdigest(),
+                  "torch_threads": torch.get_num_threads()}))
+"""
+
+
+def test_results_do_not_depend_on_pytorchs_thread_setting():
+  """oneDNN splits the statistics by OpenMP team size; PyTorch in the same process
+  shares the OpenMP runtime, so the handlers pin the team size (and leave PyTorch's
+  setting as it was). Without that, a resumed run's weights differed."""
+  pytest.importorskip("torch")
+  import json
+  import subprocess
+  import sys
+
+  def child(arg):
+    out = subprocess.run([sys.executable, "-c", _THREADS_CHILD, arg], capture_output=True,
+                         text=True, check=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+  default, one_thread = child("0"), child("1")
+  assert one_thread["hash"] == default["hash"]
+  assert one_thread["torch_threads"] == 1

@@ -51,7 +51,8 @@ _TARGETS = {"forward": "FacebiasOnednnConvForward",
             "pool_forward": "FacebiasOnednnPoolForward",
             "pool_backward": "FacebiasOnednnPoolBackward"}
 _FFI_PREFIX = "facebias_onednn_conv_"
-_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-w")
+# -fopenmp: the handlers pin the OpenMP team size (csrc/onednn_common.h).
+_CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w")
 
 
 class OnednnUnavailable(RuntimeError):

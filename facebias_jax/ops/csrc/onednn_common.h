@@ -16,6 +16,8 @@
 #include <mutex>
 #include <new>
 
+#include <omp.h>
+
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace facebias {
@@ -30,6 +32,36 @@ inline std::mutex& CallLock() {
   static std::mutex running;
   return running;
 }
+
+// The OpenMP team size of every oneDNN primitive, built or run: $OMP_NUM_THREADS when
+// set, else every core. oneDNN splits reductions (BatchNorm statistics, filter
+// gradients) by thread count, fixed when a primitive is built, so results change with
+// it, and the team size is global state another library may change: PyTorch, imported
+// in the same process, shares this libgomp, and torch.set_num_threads(1) there changed
+// our BatchNorm's results (and so a resumed run's weights). PinnedThreads sets it on the
+// calling thread for its lifetime and restores the caller's setting afterwards.
+class PinnedThreads {
+ public:
+  PinnedThreads() : previous_(omp_get_max_threads()) {
+    if (previous_ != Wanted()) omp_set_num_threads(Wanted());
+  }
+  ~PinnedThreads() {
+    if (previous_ != Wanted()) omp_set_num_threads(previous_);
+  }
+  PinnedThreads(const PinnedThreads&) = delete;
+  PinnedThreads& operator=(const PinnedThreads&) = delete;
+
+ private:
+  static int Wanted() {
+    static const int threads = [] {
+      const char* env = std::getenv("OMP_NUM_THREADS");
+      int value = env != nullptr ? std::atoi(env) : 0;
+      return value > 0 ? value : omp_get_num_procs();
+    }();
+    return threads;
+  }
+  int previous_;
+};
 
 inline dnnl::memory::desc Nhwc(const dnnl::memory::dims& nchw) {
   return dnnl::memory::desc(nchw, dnnl::memory::data_type::f32,
@@ -79,7 +111,10 @@ const Plan& Cached(const Key& key, Make make) {
   static std::map<Key, std::unique_ptr<Plan>> cache;
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = cache[key];
-  if (!slot) slot = std::make_unique<Plan>(make());
+  if (!slot) {
+    PinnedThreads threads;  // Some implementations fix their thread split here.
+    slot = std::make_unique<Plan>(make());
+  }
   return *slot;
 }
 

@@ -127,6 +127,7 @@ ffi::Error Run(const Geometry& g, Pass pass, void* act, void* weights, void* out
   static facebias::Arena staged_arena;  // The reordered kernel.
   facebias::Arena& scratch_arena = facebias::ScratchArena();
   std::lock_guard<std::mutex> lock(facebias::CallLock());
+  facebias::PinnedThreads threads;
   try {
     const Plan& plan = GetPlan(g, pass);
     auto& engine = Engine();

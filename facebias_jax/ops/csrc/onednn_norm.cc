@@ -58,6 +58,7 @@ struct Call {
 template <typename Get, typename Make>
 ffi::Error Execute(const char* what, Get get_plan, Make make_call) {
   std::lock_guard<std::mutex> lock(facebias::CallLock());
+  facebias::PinnedThreads threads;
   try {
     Call call = make_call(get_plan());
     call.args[DNNL_ARG_SCRATCHPAD] = memory(
